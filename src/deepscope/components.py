@@ -1,0 +1,190 @@
+"""The registries of every kind of component, declared without importing torch.
+
+Each entry names its implementation as ``"module:attribute"``; it is imported on first use. This is
+what lets the config layer check names (with "did you mean") and ``deepscope list`` print every
+option in a fraction of a second. ``tests/test_components.py`` imports every target, so a declared
+name without an implementation fails the suite.
+
+Aliases are DeepCalo's and Keras' names; matching ignores case, ``_`` and ``-``.
+"""
+
+from __future__ import annotations
+
+from deepscope.registry import Registry
+
+__all__ = [
+    "ACTIVATIONS",
+    "ARCHITECTURES",
+    "INITIALIZERS",
+    "LOSSES",
+    "METRICS",
+    "NORMALIZATIONS",
+    "OPTIMIZERS",
+    "SOURCES",
+    "ALL_REGISTRIES",
+]
+
+# --- architectures -----------------------------------------------------------------------------
+ARCHITECTURES = Registry("architecture")
+ARCHITECTURES.declare(
+    "combined",
+    "deepscope.models.nets.combined:build_combined",
+    aliases=("deepcalo",),
+    doc="DeepCalo's combined model: CNN over images, scalar net, track net (Deep Sets), top",
+)
+
+# --- data sources --------------------------------------------------------------------------------
+SOURCES = Registry("data source")
+SOURCES.declare(
+    "arrays",
+    "deepscope.data.sources:load_arrays",
+    aliases=("memory", "in_memory"),
+    doc="in-memory numpy arrays in the DeepCalo layout, passed as deepscope.train(cfg, data=...)",
+)
+SOURCES.declare(
+    "npz",
+    "deepscope.data.sources:load_npz",
+    aliases=("numpy",),
+    doc="a NumPy .npz file: images/<name>, scalars, tracks, targets, sample_weights (optionally under train/ val/ test/)",
+)
+SOURCES.declare(
+    "sklearn_digits",
+    "deepscope.data.sources:load_sklearn_digits",
+    aliases=("digits",),
+    doc="scikit-learn's bundled 8x8 handwritten digits (1797 images, 10 classes); no download",
+)
+
+# --- losses ----------------------------------------------------------------------------------------
+# meta: output = what the model's output must be ("values", "logits" or "probs");
+#       task = "regression", "binary" (also multi-label) or "multiclass".
+LOSSES = Registry("loss")
+_L = "deepscope.losses:"
+LOSSES.declare("mse", _L + "mse", aliases=("mean_squared_error", "l2", "MSELoss"),
+               output="values", task="regression", doc="mean squared error")
+LOSSES.declare("mae", _L + "mae", aliases=("mean_absolute_error", "l1", "L1Loss"),
+               output="values", task="regression", doc="mean absolute error")
+LOSSES.declare("huber", _L + "huber", aliases=("huber_loss", "HuberLoss", "smooth_l1"),
+               output="values", task="regression", doc="Huber loss (config: delta, default 1.0)")
+LOSSES.declare("logcosh", _L + "logcosh", aliases=("log_cosh",),
+               output="values", task="regression", doc="log(cosh(pred - target))")
+LOSSES.declare("mape", _L + "mape", aliases=("mean_absolute_percentage_error",),
+               output="values", task="regression", doc="100 * |pred - target| / |target| (Keras)")
+LOSSES.declare("msle", _L + "msle", aliases=("mean_squared_logarithmic_error",),
+               output="values", task="regression", doc="(log1p(pred) - log1p(target))^2 (Keras)")
+LOSSES.declare("poisson", _L + "poisson", aliases=("PoissonNLLLoss",),
+               output="values", task="regression", doc="pred - target * log(pred) (Keras)")
+LOSSES.declare("bce", _L + "bce", aliases=("binary_crossentropy", "binary_cross_entropy", "BCELoss"),
+               output="probs", task="binary", doc="binary cross entropy on probabilities (sigmoid output)")
+LOSSES.declare("bce_with_logits", _L + "bce_with_logits",
+               aliases=("BCEWithLogitsLoss", "binary_cross_entropy_with_logits", "sigmoid_cross_entropy"),
+               output="logits", task="binary", doc="binary cross entropy on logits (numerically stable)")
+LOSSES.declare("cross_entropy", _L + "cross_entropy",
+               aliases=("CrossEntropyLoss", "softmax_cross_entropy", "ce"),
+               output="logits", task="multiclass",
+               doc="softmax cross entropy on logits; integer labels or class probabilities")
+LOSSES.declare("categorical_crossentropy", _L + "categorical_crossentropy",
+               aliases=("categorical_cross_entropy", "cce"),
+               output="probs", task="multiclass",
+               doc="Keras categorical cross entropy on probabilities (softmax output); one-hot or integer targets")
+LOSSES.declare("sparse_categorical_crossentropy", _L + "categorical_crossentropy",
+               aliases=("sparse_categorical_cross_entropy", "scce"),
+               output="probs", task="multiclass",
+               doc="Keras sparse categorical cross entropy on probabilities; integer targets")
+
+# --- metrics ---------------------------------------------------------------------------------------
+METRICS = Registry("metric")
+_M = "deepscope.metrics:"
+METRICS.declare("accuracy", _M + "accuracy",
+                aliases=("acc", "categorical_accuracy", "sparse_categorical_accuracy", "binary_accuracy"),
+                task="classification", doc="fraction of correct labels (argmax, or 0.5 threshold for binary)")
+METRICS.declare("auc", _M + "auc", aliases=("roc_auc", "auroc"),
+                task="classification", doc="area under the ROC curve (one-vs-rest macro for multi-class)")
+METRICS.declare("mse", _M + "mse", aliases=("mean_squared_error",), task="regression", doc="mean squared error")
+METRICS.declare("mae", _M + "mae", aliases=("mean_absolute_error",), task="regression", doc="mean absolute error")
+METRICS.declare("rmse", _M + "rmse", aliases=("root_mean_squared_error",), task="regression",
+                doc="root mean squared error")
+METRICS.declare("r2", _M + "r2", aliases=("r2_score", "r_squared"), task="regression",
+                doc="coefficient of determination")
+METRICS.declare("mape", _M + "mape", aliases=("mean_absolute_percentage_error",), task="regression",
+                doc="mean absolute percentage error")
+METRICS.declare("resolution", _M + "resolution", aliases=("relative_resolution", "iqr_resolution"),
+                task="regression",
+                doc="robust relative resolution: IQR / (1.349 * median) of pred/target")
+
+# --- optimizers --------------------------------------------------------------------------------------
+OPTIMIZERS = Registry("optimizer")
+_O = "deepscope.optim.optimizers:"
+for _name, _aliases in [
+    ("sgd", ("SGD",)),
+    ("adam", ("Adam",)),
+    ("adamw", ("AdamW",)),
+    ("nadam", ("Nadam", "NAdam")),
+    ("radam", ("RAdam",)),
+    ("rmsprop", ("RMSprop",)),
+    ("adagrad", ("Adagrad",)),
+    ("adadelta", ("Adadelta",)),
+    ("adamax", ("Adamax",)),
+    ("yogi", ("Yogi",)),
+    ("padam", ("Padam", "PAdam")),
+]:
+    OPTIMIZERS.declare(_name, _O + _name, aliases=_aliases)
+
+# --- layers: activations, initializers, normalizations -----------------------------------------------
+ACTIVATIONS = Registry("activation")
+_A = "deepscope.models.layers:"
+for _name, _aliases in [
+    ("linear", ("identity", "none")),
+    ("relu", ("ReLU",)),
+    ("leakyrelu", ("leaky_relu", "LeakyReLU")),
+    ("prelu", ("PReLU",)),
+    ("elu", ("ELU",)),
+    ("selu", ("SELU",)),
+    ("gelu", ("GELU",)),
+    ("swish", ("silu", "SiLU")),
+    ("sigmoid", ()),
+    ("tanh", ()),
+    ("softmax", ()),
+    ("softplus", ()),
+    ("gauss", ()),
+    ("gauss_f", ()),
+    ("pgauss", ()),
+    ("pgauss_f", ()),
+]:
+    ACTIVATIONS.declare(_name, _A + "make_activation", aliases=_aliases)
+
+INITIALIZERS = Registry("initializer")
+for _name, _aliases in [
+    ("orthogonal", ("Orthogonal",)),
+    ("glorot_uniform", ("xavier_uniform", "GlorotUniform")),
+    ("glorot_normal", ("xavier_normal", "GlorotNormal")),
+    ("he_uniform", ("kaiming_uniform", "HeUniform")),
+    ("he_normal", ("kaiming_normal", "HeNormal")),
+    ("lecun_uniform", ("LecunUniform",)),
+    ("lecun_normal", ("LecunNormal",)),
+    ("random_normal", ("normal", "RandomNormal")),
+    ("random_uniform", ("uniform", "RandomUniform")),
+    ("truncated_normal", ("TruncatedNormal",)),
+    ("zeros", ("Zeros",)),
+    ("torch_default", ("default",)),
+]:
+    INITIALIZERS.declare(_name, _A + "make_initializer", aliases=_aliases)
+
+NORMALIZATIONS = Registry("normalization")
+for _name, _aliases in [
+    ("batch", ("batch_norm", "batchnorm", "batch_normalization", "BatchNormalization", "bn")),
+    ("layer", ("layer_norm", "layernorm", "layer_normalization", "LayerNormalization", "ln")),
+    ("instance", ("instance_norm", "instancenorm", "instance_normalization", "InstanceNormalization")),
+    ("group", ("group_norm", "groupnorm", "group_normalization", "GroupNormalization", "gn")),
+]:
+    NORMALIZATIONS.declare(_name, _A + "make_normalization", aliases=_aliases)
+
+ALL_REGISTRIES: dict[str, Registry] = {
+    "architectures": ARCHITECTURES,
+    "data sources": SOURCES,
+    "losses": LOSSES,
+    "metrics": METRICS,
+    "optimizers": OPTIMIZERS,
+    "activations": ACTIVATIONS,
+    "initializers": INITIALIZERS,
+    "normalizations": NORMALIZATIONS,
+}

@@ -1,0 +1,270 @@
+"""Reading configs (YAML file, dict or model), dotted overrides, and readable validation errors."""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from deepscope.errors import ConfigError, did_you_mean
+
+__all__ = ["apply_overrides", "dump_yaml", "format_errors", "load_config", "read_yaml", "to_dict"]
+
+SECTIONS_HINT = "a mapping with the sections name, seed, data, model, train, log"
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Parse a YAML config file safely.
+
+    Raises:
+        ConfigError: missing, unreadable, malformed or empty file, or not a mapping.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file '{path}' not found")
+    if path.is_dir():
+        raise ConfigError(f"config file '{path}' is a folder; expected a YAML file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file '{path}' cannot be read: {exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: malformed YAML: {problem}") from None
+    if raw is None:
+        raise ConfigError(f"config file '{path}' is empty; expected {SECTIONS_HINT}")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file '{path}' holds a {type(raw).__name__}; expected {SECTIONS_HINT}")
+    return raw
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides to a raw config dict (values parsed as YAML).
+
+    Raises:
+        ConfigError: an override without ``=`` or one that descends into a non-mapping.
+    """
+    out = _deep_copy(raw)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"override '{item}': expected key.path=value (e.g. train.epochs=3)")
+        node = out
+        parts = key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                # 'str or config dict' fields: 'optimizer=adam' then 'optimizer.config.lr=...'
+                if isinstance(child, str) and parts[i + 1] in ("config", "class_name"):
+                    child = node[part] = {"class_name": child, "config": {}}
+                else:
+                    where = ".".join(parts[: i + 1])
+                    raise ConfigError(f"override '{item}': {where} is {child!r}, not a mapping")
+            node = child
+        node[parts[-1]] = _parse_value(value)
+    return out
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def load_config(source: Any, overrides: Iterable[str] = ()) -> Any:
+    """Validate a config from a YAML path, a dict or an ``ExperimentConfig``.
+
+    Args:
+        source: path to a YAML file, a mapping, or an already validated config.
+        overrides: ``key.path=value`` strings applied before validation.
+
+    Returns:
+        The validated :class:`~deepscope.config.schema.ExperimentConfig`, defaults filled.
+
+    Raises:
+        ConfigError: every problem at once, each with its dotted key path.
+    """
+    from deepscope.config.schema import ExperimentConfig
+
+    overrides = list(overrides)
+    if isinstance(source, ExperimentConfig):
+        if not overrides:
+            return source
+        raw = to_dict(source)
+    elif isinstance(source, (str, Path)):
+        raw = read_yaml(source)
+    elif isinstance(source, Mapping):
+        raw = dict(source)
+    else:
+        raise ConfigError(f"config: found a {type(source).__name__}; expected a YAML path, a dict or an ExperimentConfig")
+    raw = apply_overrides(raw, overrides)
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(problems=format_errors(exc, ExperimentConfig)) from None
+
+
+def to_dict(cfg: BaseModel) -> dict[str, Any]:
+    """The config as plain YAML/JSON-able data (canonical names, defaults filled)."""
+    return cfg.model_dump(mode="json")
+
+
+def dump_yaml(cfg: BaseModel | Mapping[str, Any]) -> str:
+    """The config as YAML, keys in schema order."""
+    data = to_dict(cfg) if isinstance(cfg, BaseModel) else dict(cfg)
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
+
+
+# --- error formatting -----------------------------------------------------------------------------
+
+
+def _candidates(annotation: Any, discriminator: str | None = None) -> tuple[list[type[BaseModel]], dict[str, type[BaseModel]] | None]:
+    """Model classes inside an annotation, and the tag map when it is a discriminated union."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        args = typing.get_args(annotation)
+        for meta in args[1:]:
+            discriminator = discriminator or getattr(meta, "discriminator", None)
+        return _candidates(args[0], discriminator)
+    if origin in (list, tuple, set, dict):
+        inner = typing.get_args(annotation)
+        return _candidates(inner[-1])[0] if inner else [], None
+    if origin in (Union, types.UnionType):
+        found: list[type[BaseModel]] = []
+        for arg in typing.get_args(annotation):
+            found += _candidates(arg)[0]
+        tags = None
+        if isinstance(discriminator, str):
+            tags = {tag: m for m in found for tag in _tags(m, discriminator)}
+        return found, tags
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if isinstance(discriminator, str) and discriminator in annotation.model_fields:
+            return [annotation], {tag: annotation for tag in _tags(annotation, discriminator)}
+        return [annotation], None
+    return [], None
+
+
+def _tags(model: type[BaseModel], discriminator: str) -> list[str]:
+    field = model.model_fields.get(discriminator)
+    return [str(a) for a in typing.get_args(field.annotation)] if field is not None else []
+
+
+def _walk(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[list[str], type[BaseModel] | None]:
+    """Clean dotted path (union tags and branch labels dropped) and the model class at its end."""
+    parts: list[str] = []
+    current: list[type[BaseModel]] = [root]
+    tags: dict[str, type[BaseModel]] | None = None
+    for item in loc:
+        if tags is not None and isinstance(item, str) and item in tags:
+            current, tags = [tags[item]], None
+            continue
+        if isinstance(item, int):
+            if parts:
+                parts[-1] += f"[{item}]"
+            continue
+        model = next((m for m in current if item in m.model_fields), None)
+        if model is None:
+            if current:
+                parts.append(str(item))  # an unknown key: keep it
+                current = []
+            continue  # a union branch label such as 'int' or 'list[int]'
+        parts.append(str(item))
+        field = model.model_fields[item]
+        current, tags = _candidates(field.annotation, field.discriminator if isinstance(field.discriminator, str) else None)
+    return parts, (current[0] if len(current) == 1 else None)
+
+
+def format_errors(exc: ValidationError, root: type[BaseModel]) -> list[str]:
+    """One line per problem: ``dotted.path: what was found; what is expected``."""
+    grouped: dict[str, list[str]] = {}
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        kind = err["type"]
+        ctx = err.get("ctx") or {}
+        if kind == "cross_check":
+            for line in str(ctx.get("msgs", err["msg"])).splitlines():
+                grouped.setdefault(line, [])
+            continue
+        parts, _ = _walk(root, loc)
+        path = ".".join(parts) or "(top level)"
+        if kind == "extra_forbidden":
+            parent_parts, parent = _walk(root, loc[:-1])
+            allowed = list(parent.model_fields) if parent is not None else []
+            key = str(loc[-1])
+            hint = did_you_mean(key, allowed)
+            msg = f"unknown key{hint}" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
+        elif kind == "missing":
+            msg = "required key is missing"
+        elif kind == "union_tag_invalid":
+            disc = str(ctx.get("discriminator", "")).strip("'")
+            path = f"{path}.{disc}"
+            expected = [t.strip().strip("'") for t in str(ctx.get("expected_tags", "")).split(",")]
+            tag = ctx.get("tag")
+            msg = f"unknown name '{tag}'{did_you_mean(str(tag), expected)} (available: {', '.join(expected)})"
+        elif kind == "union_tag_not_found":
+            disc = str(ctx.get("discriminator", "")).strip("'")
+            path = f"{path}.{disc}"
+            msg = "required key is missing"
+        elif kind == "literal_error":
+            expected = str(ctx.get("expected", ""))
+            options = [o.strip().strip("'") for o in expected.replace(" or ", ",").split(",")]
+            found = err.get("input")
+            hint = did_you_mean(str(found), options) if isinstance(found, str) else ""
+            msg = f"found {found!r}; expected {expected}{hint}"
+        elif kind == "string_pattern_mismatch" and path == "name":
+            msg = f"found {err.get('input')!r}; expected a folder-safe name (letters, digits, '.', '_', '-')"
+        elif kind in ("model_type", "model_attributes_type", "dict_type"):
+            msg = f"found {_show(err.get('input'))}; expected a mapping of keys"
+        elif kind.startswith(("value_error", "assertion_error")):
+            msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        elif "input" in err and kind not in ("unknown_name", "component_form", "name_type", "split_part",
+                                             "kernel", "kernel_dims", "se_ratio", "split_mixed", "split_sum",
+                                             "split_train"):
+            msg = f"found {_show(err['input'])}; expected {_lower_first(err['msg'].removeprefix('Input should be '))}"
+        else:
+            msg = err["msg"]
+        grouped.setdefault(path, []).append(msg)
+    lines: list[str] = []
+    for path, msgs in grouped.items():
+        if not msgs:
+            lines.append(path)
+            continue
+        unique = list(dict.fromkeys(msgs))
+        if len(unique) > 1 and all(m.startswith("found ") for m in unique):
+            found = unique[0].split(";")[0]
+            expected = [m.split("; expected ", 1)[-1] for m in unique]
+            lines.append(f"{path}: {found}; expected {' or '.join(expected)}")
+        else:
+            lines.extend(f"{path}: {m}" for m in unique)
+    return lines
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return f"{text} ({type(value).__name__})" if not isinstance(value, (dict, list)) else text
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:] if text else text

@@ -1,0 +1,163 @@
+"""The whole experiment config and its cross-field checks.
+
+Each check is a small named function that looks at two or more keys and names all of them in its
+message; they run after every section has validated on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from deepscope.components import ARCHITECTURES, LOSSES, METRICS, SOURCES
+from deepscope.config.common import StrictModel
+from deepscope.config.data import ArraysData, DataConfig
+from deepscope.config.log import LogConfig
+from deepscope.config.model import CombinedParams, ModelConfig
+from deepscope.config.train import TrainConfig
+
+__all__ = ["ExperimentConfig", "CHECKS"]
+
+
+class ExperimentConfig(StrictModel):
+    """One experiment: data, model, training and logging.
+
+    Attributes:
+        name: run folder name (``<log.dir>/<name>/``); re-running the same name resumes.
+        seed: seeds Python, NumPy and torch, the split shuffle and the batch order.
+    """
+
+    name: str = Field("run", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=120)
+    seed: int = Field(0, ge=0)
+    data: DataConfig = Field(default_factory=ArraysData)
+    model: ModelConfig = Field(default_factory=CombinedParams)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _canonical_tags(cls, raw: Any) -> Any:
+        # Accept aliases for the discriminators (source: digits -> sklearn_digits) before the union
+        # picks its member; unknown names are left for the union's own error.
+        if not isinstance(raw, dict):
+            return raw
+        raw = dict(raw)
+        for section, key, registry, default in (
+            ("data", "source", SOURCES, "arrays"),
+            ("model", "architecture", ARCHITECTURES, "combined"),
+        ):
+            sub = raw.get(section)
+            if isinstance(sub, dict) and key not in sub:
+                raw[section] = {key: default, **sub}
+            elif isinstance(sub, dict) and isinstance(sub.get(key), str) and sub[key] in registry:
+                raw[section] = {**sub, key: registry.canonical(sub[key])}
+        return raw
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "ExperimentConfig":
+        problems = [msg for check in CHECKS if (msg := check(self))]
+        if problems:
+            raise PydanticCustomError("cross_check", "{msgs}", {"msgs": "\n".join(problems)})
+        return self
+
+
+# --- cross-field checks -----------------------------------------------------------------------------
+
+
+def _loss_meta(cfg: ExperimentConfig) -> dict[str, Any]:
+    return LOSSES.entry(cfg.train.loss.class_name).meta
+
+
+def check_metrics_match_loss(cfg: ExperimentConfig) -> str | None:
+    task = _loss_meta(cfg)["task"]
+    family = "regression" if task == "regression" else "classification"
+    wrong = [m for m in cfg.train.metrics if METRICS.entry(m).meta["task"] != family]
+    if wrong:
+        return (
+            f"train.metrics: {', '.join(wrong)} {'is a' if len(wrong) == 1 else 'are'} "
+            f"{'classification' if family == 'regression' else 'regression'} metric"
+            f"{'' if len(wrong) == 1 else 's'} but train.loss '{cfg.train.loss.class_name}' is a {family} loss"
+        )
+    return None
+
+
+def check_final_activation_matches_loss(cfg: ExperimentConfig) -> str | None:
+    top = getattr(cfg.model, "top", None)
+    if top is None:
+        return None
+    output = _loss_meta(cfg)["output"]
+    act = top.final_activation.class_name if top.final_activation else "linear"
+    loss = cfg.train.loss.class_name
+    if output == "logits" and act in ("softmax", "sigmoid"):
+        return (
+            f"model.top.final_activation '{act}' contradicts train.loss '{loss}', which expects logits: "
+            f"set final_activation: null, or use a loss on probabilities "
+            f"('{'categorical_crossentropy' if act == 'softmax' else 'bce'}')"
+        )
+    if output == "probs":
+        wanted = "softmax" if _loss_meta(cfg)["task"] == "multiclass" else "sigmoid"
+        if act != wanted:
+            return (
+                f"train.loss '{loss}' expects probabilities but model.top.final_activation is '{act}': "
+                f"set final_activation: {wanted}, or use the logits loss "
+                f"('{'cross_entropy' if wanted == 'softmax' else 'bce_with_logits'}') with final_activation: null"
+            )
+    return None
+
+
+def check_multiclass_output_size(cfg: ExperimentConfig) -> str | None:
+    top = getattr(cfg.model, "top", None)
+    if top is None or not top.units:
+        return None
+    if _loss_meta(cfg)["task"] == "multiclass" and top.units[-1] < 2:
+        return (
+            f"model.top.units ends with {top.units[-1]} output but train.loss '{cfg.train.loss.class_name}' "
+            "needs one output per class: make the last entry the number of classes"
+        )
+    return None
+
+
+def _monitor_options(cfg: ExperimentConfig) -> list[str]:
+    names = ["loss", *cfg.train.metrics]
+    return [f"{stage}_{n}" for stage in ("val", "train") for n in names]
+
+
+def check_monitor(cfg: ExperimentConfig) -> str | None:
+    from deepscope.errors import did_you_mean
+
+    options = _monitor_options(cfg)
+    for key, value in (("train.monitor", cfg.train.monitor),
+                       ("train.early_stopping.monitor", cfg.train.early_stopping.monitor)):
+        if value is not None and value not in options:
+            return f"{key}: '{value}' is not logged{did_you_mean(value, options)} (logged: {', '.join(options)})"
+    return None
+
+
+def check_validation_exists(cfg: ExperimentConfig) -> str | None:
+    split = getattr(cfg.data, "split", None)
+    monitor = cfg.train.early_stopping.monitor or cfg.train.monitor
+    if split is not None and not split.val and monitor.startswith("val_"):
+        what = "train.early_stopping" if cfg.train.early_stopping.use else "train.monitor"
+        return (f"data.split.val is empty but {what} watches '{monitor}': give a validation split "
+                "or monitor a train_ value")
+    return None
+
+
+def check_lr_given_once(cfg: ExperimentConfig) -> str | None:
+    if cfg.train.lr is not None and "lr" in cfg.train.optimizer.config:
+        return ("train.lr and train.optimizer.config.lr are both set "
+                f"({cfg.train.lr} and {cfg.train.optimizer.config['lr']}): keep one")
+    return None
+
+
+CHECKS: list[Callable[[ExperimentConfig], str | None]] = [
+    check_metrics_match_loss,
+    check_final_activation_matches_loss,
+    check_multiclass_output_size,
+    check_monitor,
+    check_validation_exists,
+    check_lr_given_once,
+]

@@ -1,0 +1,50 @@
+"""The ``train`` section: loss, metrics, optimizer, loop length, stopping, devices."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveFloat, PositiveInt
+
+from deepscope.components import LOSSES, METRICS, OPTIMIZERS
+from deepscope.config.common import StrictModel, component, registry_name
+
+__all__ = ["EarlyStoppingConfig", "TrainConfig"]
+
+Loss = component(LOSSES)
+Optimizer = component(OPTIMIZERS)
+MetricName = registry_name(METRICS)
+
+
+class EarlyStoppingConfig(StrictModel):
+    """Stop when the monitored value stops improving (DeepCalo defaults)."""
+
+    use: bool = False
+    patience: PositiveInt = 150
+    min_delta: float = Field(1e-3, ge=0.0)
+    monitor: str | None = Field(None, description="defaults to train.monitor")
+
+
+class TrainConfig(StrictModel):
+    """How the model is trained."""
+
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 32
+    loss: Loss = "mse"
+    metrics: list[MetricName] = Field(default_factory=list)
+    optimizer: Optimizer = "nadam"
+    lr: PositiveFloat | None = Field(
+        None, description="learning rate; the optimizer's default when left out (or give optimizer.config.lr)"
+    )
+    monitor: str = Field("val_loss", description="what 'best' means: val_loss, or val_<metric> / train_<metric>")
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    restore_best_weights: bool = Field(
+        True, description="evaluate and predict with the best checkpoint instead of the last weights"
+    )
+    gradient_clip_val: PositiveFloat | None = None
+    accumulate_grad_batches: PositiveInt = 1
+    max_steps: PositiveInt | None = Field(None, description="stop after this many optimizer steps (smoke runs)")
+    precision: Literal["32", "64", "16-mixed", "bf16-mixed"] = "32"
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    devices: int | Literal["auto"] = "auto"
+    deterministic: bool = False

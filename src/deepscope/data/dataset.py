@@ -1,0 +1,151 @@
+"""Batch-level datasets: one ``__getitem__`` call returns a whole batch.
+
+Per-sample ``__getitem__`` + collate is the classic bottleneck for small detector images; here the
+sampler yields index arrays, the store reads them in one fancy-indexing call (sorted, so HDF5 reads
+are sequential), and the loader passes batches through without collating.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from deepscope.data.standardize import Standardizer
+
+__all__ = ["BatchDataset", "BatchIndexSampler", "BatchLoader", "SampleStore", "to_tensors"]
+
+
+class SampleStore(Protocol):
+    """Anything that reads a batch of samples by index (in memory, HDF5, …)."""
+
+    def __len__(self) -> int: ...
+
+    def read(self, indices: np.ndarray) -> dict[str, Any]: ...
+
+
+def to_tensors(batch: dict[str, Any]) -> dict[str, Any]:
+    """numpy batch -> torch tensors (float32; integer labels int64), sharing memory where possible."""
+    out: dict[str, Any] = {}
+    for key, value in batch.items():
+        if isinstance(value, dict):
+            out[key] = to_tensors(value)
+        elif isinstance(value, np.ndarray):
+            if np.issubdtype(value.dtype, np.integer):
+                out[key] = torch.from_numpy(np.ascontiguousarray(value, dtype=np.int64))
+            else:
+                out[key] = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
+        else:
+            out[key] = value
+    return out
+
+
+class BatchDataset(Dataset):
+    """Batches of one split of a :class:`SampleStore`, standardized.
+
+    Args:
+        store: where samples are read from.
+        indices: the split's sample indices in ``store``.
+        standardizer: applied to every batch (numpy, inside the worker).
+    """
+
+    def __init__(self, store: SampleStore, indices: np.ndarray, standardizer: Standardizer | None = None) -> None:
+        self.store = store
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.standardizer = standardizer
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, positions: np.ndarray) -> dict[str, Any]:
+        idx = self.indices[np.asarray(positions)]
+        order = np.argsort(idx, kind="stable")
+        batch = self.store.read(idx[order])  # sorted reads: contiguous for HDF5
+        if not np.all(order[:-1] <= order[1:]):
+            inverse = np.empty_like(order)
+            inverse[order] = np.arange(len(order))
+            batch = _reorder(batch, inverse)
+        if self.standardizer is not None:
+            batch = self.standardizer.transform(batch)
+        batch["index"] = idx
+        return to_tensors(batch)
+
+
+def _reorder(batch: dict[str, Any], order: np.ndarray) -> dict[str, Any]:
+    return {k: (_reorder(v, order) if isinstance(v, dict) else v[order]) for k, v in batch.items()}
+
+
+class BatchIndexSampler(Sampler[np.ndarray]):
+    """Yields arrays of positions, one per batch; reshuffled per epoch from ``(seed, epoch)``.
+
+    Args:
+        n: number of samples in the split.
+        batch_size: samples per batch (per process under DDP).
+        shuffle: permute each epoch.
+        seed: base seed; the permutation of epoch e depends only on (seed, e), so a resumed run
+            sees the same order.
+        num_replicas, rank: shard batches across processes (DDP).
+    """
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False,
+                 num_replicas: int = 1, rank: int = 0) -> None:
+        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
+        self.drop_last, self.num_replicas, self.rank = drop_last, num_replicas, rank
+        self.epoch = 0
+        self.skip = 0  # batches to skip at the start of the next iteration (mid-epoch resume)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _batches(self) -> list[np.ndarray]:
+        order = (np.random.default_rng([self.seed, self.epoch]).permutation(self.n) if self.shuffle
+                 else np.arange(self.n))
+        if self.num_replicas > 1:
+            per_rank = self.n // self.num_replicas  # equal share so every rank steps together
+            order = order[self.rank * per_rank:(self.rank + 1) * per_rank]
+        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+            batches.pop()
+        return batches
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        skip, self.skip = self.skip, 0
+        yield from self._batches()[skip:]
+
+    def __len__(self) -> int:
+        n = self.n // self.num_replicas if self.num_replicas > 1 else self.n
+        full, rest = divmod(n, self.batch_size)
+        return full + (1 if rest and not self.drop_last else 0)
+
+
+class BatchLoader(DataLoader):
+    """A DataLoader over a :class:`BatchDataset` that can resume mid-epoch.
+
+    It implements ``state_dict``/``load_state_dict`` (Lightning saves them in checkpoints): an
+    interrupted epoch continues with the batches it had not yet seen, in the same order.
+    """
+
+    def __init__(self, dataset: BatchDataset, sampler: BatchIndexSampler, num_workers: int = 0,
+                 pin_memory: bool = False) -> None:
+        super().__init__(dataset, sampler=sampler, batch_size=None, num_workers=num_workers,
+                         pin_memory=pin_memory, persistent_workers=num_workers > 0)
+        self._done = 0
+        self._resume_at = 0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:  # type: ignore[override]
+        start, self._resume_at = self._resume_at, 0
+        self.sampler.skip = start
+        self._done = start
+        for batch in super().__iter__():
+            self._done += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"batches_done": self._done, "epoch": self.sampler.epoch}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        done = int(state.get("batches_done", 0))
+        self._resume_at = done if 0 < done < len(self.sampler) else 0

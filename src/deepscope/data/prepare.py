@@ -1,0 +1,180 @@
+"""From the ``data`` config to checked, split, standardized sample sets and an ``InputSpec``.
+
+Everything here runs before any model or tensor exists, so a bad file or shape stops the run with
+a :class:`~deepscope.errors.DataError` before training starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from deepscope.components import LOSSES, SOURCES
+from deepscope.config.data import SplitConfig
+from deepscope.config.schema import ExperimentConfig
+from deepscope.data.arrays import ArraySet
+from deepscope.data.dataset import SampleStore
+from deepscope.data.spec import ImageSpec, InputSpec
+from deepscope.data.splits import split_indices
+from deepscope.data.standardize import Standardizer
+from deepscope.errors import ConfigError, DataError
+
+__all__ = ["PreparedData", "derive_spec", "prepare_data"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedData:
+    """Sample stores per split, the split indices, the spec and the fitted standardizer."""
+
+    stores: dict[str, SampleStore]
+    indices: dict[str, np.ndarray]
+    spec: InputSpec
+    standardizer: Standardizer
+
+    def sizes(self) -> dict[str, int]:
+        return {k: len(v) for k, v in self.indices.items()}
+
+
+def prepare_data(cfg: ExperimentConfig, data: Any = None) -> PreparedData:
+    """Load, check, split and fit standardization, as ``cfg.data`` says.
+
+    Args:
+        cfg: the validated experiment config.
+        data: in-memory arrays for the ``arrays`` source (DeepCalo layout).
+
+    Raises:
+        DataError: the data is missing, malformed, inconsistent or not finite.
+        ConfigError: ``data.split`` given for data that is already split.
+    """
+    if data is not None and cfg.data.source != "arrays":
+        raise ConfigError(
+            f"data was passed in memory but data.source is '{cfg.data.source}': remove the data argument "
+            "or set data.source: arrays"
+        )
+    loaded = SOURCES.get(cfg.data.source)(cfg.data, data)
+    if isinstance(loaded, dict):
+        if cfg.data.split is not None:
+            raise ConfigError(
+                "data.split: the data is already split into " + "/".join(loaded) +
+                "; remove data.split (or pass one pool of samples to split)"
+            )
+        stores: dict[str, SampleStore] = dict(loaded)
+        indices = {k: np.arange(len(v)) for k, v in loaded.items()}
+    else:
+        split = cfg.data.split or SplitConfig()
+        indices = split_indices(len(loaded), split, cfg.seed)
+        stores = {k: loaded for k in indices}
+    if "val" not in indices and (cfg.train.monitor.startswith("val_") or cfg.train.early_stopping.use):
+        raise DataError(
+            f"the data has no validation set but train.monitor is '{cfg.train.monitor}': "
+            "add a 'val' set (or data.split.val) or monitor a train_ value"
+        )
+    _check_consistent(stores)
+    if cfg.data.check_finite:
+        seen: set[int] = set()
+        for name, store in stores.items():
+            if isinstance(store, ArraySet) and id(store) not in seen:
+                seen.add(id(store))
+                store.check_finite(f"data['{name}']" if len({id(s) for s in stores.values()}) > 1 else "data")
+    loss = LOSSES.entry(cfg.train.loss.class_name)
+    spec = derive_spec(stores, indices, loss.meta["task"], loss.name)
+    train_store = stores["train"]
+    standardizer = Standardizer.fit(
+        train_store.read, indices["train"], cfg.data.standardize,
+        standardize_targets=cfg.data.standardize.targets and spec.target_kind == "value",
+    )
+    return PreparedData(stores, indices, spec, standardizer)
+
+
+def _per_sample_shapes(store: SampleStore) -> dict[str, tuple[int, ...]]:
+    one = store.read(np.arange(1))
+    shapes = {f"images/{k}": v.shape[1:] for k, v in one.get("images", {}).items()}
+    shapes.update({k: v.shape[1:] for k, v in one.items() if k != "images"})
+    return shapes
+
+
+def _check_consistent(stores: dict[str, SampleStore]) -> None:
+    ref = _per_sample_shapes(stores["train"])
+    for name, store in stores.items():
+        if name == "train":
+            continue
+        shapes = _per_sample_shapes(store)
+        for key in sorted(set(ref) | set(shapes)):
+            if key not in shapes or key not in ref:
+                has, lacks = ("train", name) if key in ref else (name, "train")
+                raise DataError(f"data['{has}'] has '{key}' but data['{lacks}'] does not; every set needs the same keys")
+            if key != "tracks" and shapes[key] != ref[key]:
+                raise DataError(f"data['{name}']['{key}'] has per-sample shape {shapes[key]} but "
+                                f"data['train'] has {ref[key]}")
+            if key == "tracks" and shapes[key][-1] != ref[key][-1]:
+                raise DataError(f"data['{name}']['tracks'] has {shapes[key][-1]} features per track but "
+                                f"data['train'] has {ref[key][-1]}")
+
+
+def _all_targets(stores: dict[str, SampleStore], indices: dict[str, np.ndarray]) -> list[np.ndarray]:
+    out = []
+    for name, store in stores.items():
+        if isinstance(store, ArraySet) and store.targets is not None:
+            out.append(store.targets[indices[name]])
+        else:
+            out.append(store.read(indices[name])["targets"])
+    return out
+
+
+def derive_spec(stores: dict[str, SampleStore], indices: dict[str, np.ndarray], task: str,
+                loss_name: str) -> InputSpec:
+    """Derive the :class:`InputSpec` and check the targets suit the loss."""
+    one = stores["train"].read(indices["train"][:1])
+    images = {k: ImageSpec(int(v.shape[1]), tuple(int(s) for s in v.shape[2:]))
+              for k, v in one.get("images", {}).items()}
+    sizes = {k: v.spatial for k, v in images.items()}
+    if len(set(sizes.values())) > 1:
+        raise DataError(
+            "images differ in size (" + ", ".join(f"'{k}': {'x'.join(map(str, s))}" for k, s in sizes.items()) +
+            "); the CNN concatenates them on channels, so they need the same spatial size"
+        )
+    for name in images:
+        if name.startswith("gate_"):
+            raise DataError(f"images['{name}']: gate images need the gate net, which this version does not have; "
+                            "rename the image to use it as an ordinary input")
+    targets = one["targets"]
+    target_shape = tuple(int(s) for s in targets.shape[1:])
+    all_targets = _all_targets(stores, indices)
+    kind, n_classes = "value", None
+    if np.issubdtype(targets.dtype, np.integer):
+        lo = min(int(t.min()) for t in all_targets)
+        if task == "multiclass":
+            if target_shape:
+                raise DataError(f"targets: integer labels must be one per sample (N,), found per-sample shape "
+                                f"{target_shape}; give one-hot targets as floats")
+            if lo < 0:
+                raise DataError(f"targets: class labels must be 0..K-1, found {lo}")
+            kind, n_classes = "label", max(int(t.max()) for t in all_targets) + 1
+    if task == "multiclass" and kind == "value":
+        if len(target_shape) != 1 or target_shape[0] < 2:
+            raise DataError(
+                f"train.loss '{loss_name}' needs integer class labels (N,) or one-hot targets (N, K); "
+                f"found float targets of per-sample shape {target_shape}"
+            )
+        n_classes = target_shape[0]
+    if task == "binary":
+        lo = min(float(t.min()) for t in all_targets)
+        hi = max(float(t.max()) for t in all_targets)
+        if lo < 0 or hi > 1:
+            raise DataError(f"train.loss '{loss_name}' needs targets in [0, 1]; found values in [{lo:g}, {hi:g}]")
+    tracks = one.get("tracks")
+    return InputSpec(
+        images=images,
+        scalars=int(one["scalars"].shape[1]) if "scalars" in one else None,
+        tracks=(int(tracks.shape[1]), int(tracks.shape[2])) if tracks is not None else None,
+        target_shape=target_shape,
+        target_kind=kind,
+        n_classes=n_classes,
+        sample_weights="sample_weights" in one,
+        multiply_output_with="multiply_output_with" in one,
+    )

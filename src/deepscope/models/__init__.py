@@ -1,0 +1,1 @@
+"""Models: the layer factory, blocks, architectures and the builder."""

@@ -1,0 +1,303 @@
+"""The dimension factory: every layer that depends on ``spatial_dims`` is made here.
+
+Nothing outside this module spells ``Conv2d``/``Conv3d`` or a pooling class. Activations,
+normalizations and initializers are built from DeepCalo's "str or config dict" specs, with Keras'
+names and defaults where DeepCalo relied on them (LeakyReLU slope 0.3, RandomNormal stddev 0.05).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepscope.components import ACTIVATIONS, INITIALIZERS, NORMALIZATIONS
+from deepscope.config.common import Component
+from deepscope.errors import ConfigError
+from deepscope.registry import check_kwargs
+
+__all__ = [
+    "ConvSame",
+    "GaussActivation",
+    "as_tuple",
+    "conv_output_size",
+    "initialize",
+    "make_activation",
+    "make_initializer",
+    "make_normalization",
+    "pool",
+    "strided_conv",
+]
+
+_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+_POOL = {("avgpool", 2): nn.AvgPool2d, ("avgpool", 3): nn.AvgPool3d,
+         ("maxpool", 2): nn.MaxPool2d, ("maxpool", 3): nn.MaxPool3d}
+_BATCHNORM = {0: nn.BatchNorm1d, 1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+
+
+def as_tuple(value: int | Sequence[int], spatial_dims: int, kernel: bool = False) -> tuple[int, ...]:
+    """Expand an int to one entry per spatial dim. In 3D an int *kernel* k means (k, k, 2) (DeepCalo)."""
+    if isinstance(value, int):
+        if kernel and spatial_dims == 3:
+            return (value, value, 2)
+        return (value,) * spatial_dims
+    if len(value) != spatial_dims:
+        raise ConfigError(f"kernel/stride {list(value)} has {len(value)} entries for {spatial_dims}D images")
+    return tuple(int(v) for v in value)
+
+
+def conv_output_size(size: Sequence[int], stride: Sequence[int]) -> tuple[int, ...]:
+    """Spatial size after a 'same'-padded convolution: ceil(size / stride)."""
+    return tuple(math.ceil(s / st) for s, st in zip(size, stride))
+
+
+class ConvSame(nn.Module):
+    """Convolution with TensorFlow-style 'same' padding for any kernel and stride.
+
+    Output size is ``ceil(input / stride)``; odd kernels at stride 1 use the native symmetric
+    padding, other cases pad asymmetrically (extra on the far side) as TensorFlow does.
+
+    Args:
+        spatial_dims: 1, 2 or 3.
+        in_channels, out_channels: channel counts.
+        kernel_size, stride: one entry per spatial dim.
+        groups: grouped convolution (cardinality).
+        bias: add a bias.
+    """
+
+    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, kernel_size: Sequence[int],
+                 stride: Sequence[int], groups: int = 1, bias: bool = True) -> None:
+        super().__init__()
+        self.kernel_size, self.stride = tuple(kernel_size), tuple(stride)
+        self.native = all(s == 1 for s in stride) and all(k % 2 == 1 for k in kernel_size)
+        padding = tuple(k // 2 for k in kernel_size) if self.native else 0
+        self.conv = _CONV[spatial_dims](in_channels, out_channels, self.kernel_size, self.stride,
+                                        padding=padding, groups=groups, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, *spatial)
+        if not self.native:
+            pads: list[int] = []
+            for size, k, s in zip(reversed(x.shape[2:]), reversed(self.kernel_size), reversed(self.stride)):
+                total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+                pads += [total // 2, total - total // 2]
+            x = F.pad(x, pads)
+        return self.conv(x)
+
+
+def strided_conv(spatial_dims: int, channels: int, factors: Sequence[int]) -> nn.Module:
+    """Downsampling convolution with kernel = stride = ``factors`` ('valid' padding)."""
+    return _CONV[spatial_dims](channels, channels, tuple(factors), tuple(factors))
+
+
+def pool(kind: str, spatial_dims: int, factors: Sequence[int]) -> nn.Module:
+    """Average or max pooling with window = stride = ``factors``."""
+    return _POOL[(kind, spatial_dims)](tuple(factors), tuple(factors))
+
+
+# --- activations -----------------------------------------------------------------------------------
+
+
+class GaussActivation(nn.Module):
+    """DeepCalo's gate activations: exp(-(x/α)²) and its flip 1 - exp(-(x/α)²).
+
+    ``gauss``/``gauss_f`` fix α = 1; ``pgauss``/``pgauss_f`` learn α, initialised from ``init``.
+    """
+
+    def __init__(self, flipped: bool, trainable: bool, init: float = 1.0) -> None:
+        super().__init__()
+        self.flipped = flipped
+        alpha = torch.tensor(float(init))
+        if trainable:
+            self.alpha = nn.Parameter(alpha)
+        else:
+            self.register_buffer("alpha", alpha)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = torch.exp(-(x / self.alpha) ** 2)
+        return 1.0 - g if self.flipped else g
+
+
+def _leakyrelu(negative_slope: float = 0.3, alpha: float | None = None) -> nn.Module:
+    return nn.LeakyReLU(alpha if alpha is not None else negative_slope)
+
+
+def _prelu(channels: int | None, init: float = 0.25, shared: bool = False) -> nn.Module:
+    return nn.PReLU(1 if shared or channels is None else channels, init)
+
+
+def _elu(alpha: float = 1.0) -> nn.Module:
+    return nn.ELU(alpha)
+
+
+def _softmax(dim: int = 1) -> nn.Module:
+    return nn.Softmax(dim)
+
+
+def _gauss(name: str) -> Callable[..., nn.Module]:
+    def build(init: float = 1.0) -> nn.Module:
+        return GaussActivation(flipped=name.endswith("_f"), trainable=name.startswith("p"), init=init)
+    return build
+
+
+_ACTIVATIONS: dict[str, Callable[..., nn.Module]] = {
+    "linear": nn.Identity,
+    "relu": nn.ReLU,
+    "leakyrelu": _leakyrelu,
+    "elu": _elu,
+    "selu": nn.SELU,
+    "gelu": nn.GELU,
+    "swish": nn.SiLU,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "softmax": _softmax,
+    "softplus": nn.Softplus,
+    "gauss": _gauss("gauss"),
+    "gauss_f": _gauss("gauss_f"),
+    "pgauss": _gauss("pgauss"),
+    "pgauss_f": _gauss("pgauss_f"),
+}
+
+
+def make_activation(spec: Component | None, channels: int | None = None, path: str = "activation") -> nn.Module:
+    """An activation module from its spec (``None`` gives identity).
+
+    Args:
+        spec: the "str or config dict" spec.
+        channels: feature channels, for per-channel parameters (PReLU).
+        path: dotted config path, for error messages.
+    """
+    if spec is None:
+        return nn.Identity()
+    name = ACTIVATIONS.canonical(spec.class_name, path)
+    if name == "prelu":
+        check_kwargs(_prelu, spec.config, f"{path}.config", ignore=("channels",))
+        return _prelu(channels, **spec.config)
+    build = _ACTIVATIONS[name]
+    check_kwargs(build, spec.config, f"{path}.config")
+    return build(**spec.config)
+
+
+# --- normalization ---------------------------------------------------------------------------------
+
+
+def make_normalization(spec: Component | None, channels: int, spatial_dims: int,
+                       path: str = "normalization") -> nn.Module:
+    """A normalization layer over ``channels``; ``spatial_dims = 0`` for dense features.
+
+    ``layer`` is group norm with one group and ``instance`` group norm with one group per channel
+    (as DeepCalo built them), so both work on dense and convolutional features alike.
+    """
+    if spec is None:
+        return nn.Identity()
+    name = NORMALIZATIONS.canonical(spec.class_name, path)
+    cfg = dict(spec.config)
+    if name == "batch":
+        allowed = {"momentum", "eps", "affine"}
+        _only(cfg, allowed, path)
+        momentum = cfg.pop("momentum", 0.01)  # Keras' 0.99 moving average = torch momentum 0.01
+        return _BATCHNORM[spatial_dims](channels, momentum=momentum, **cfg)
+    _only(cfg, {"groups", "eps", "affine"}, path)
+    if name == "layer":
+        groups = 1
+    elif name == "instance":
+        groups = channels
+    else:
+        groups = int(cfg.pop("groups", 32))
+        groups = math.gcd(min(groups, channels), channels)  # largest divisor of channels <= groups
+    cfg.pop("groups", None)
+    return nn.GroupNorm(groups, channels, **cfg)
+
+
+def _only(cfg: dict[str, Any], allowed: set[str], path: str) -> None:
+    from deepscope.errors import did_you_mean
+
+    for key in cfg:
+        if key not in allowed:
+            raise ConfigError(f"{path}.config.{key}: unknown option{did_you_mean(key, allowed)} "
+                              f"(allowed: {', '.join(sorted(allowed))})")
+
+
+# --- initialization --------------------------------------------------------------------------------
+
+
+def _fan_scaled(weight: torch.Tensor, scale: float, mode: str, distribution: str) -> None:
+    fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(weight)
+    fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
+    variance = scale / max(1.0, fan)
+    with torch.no_grad():
+        if distribution == "uniform":
+            limit = math.sqrt(3.0 * variance)
+            weight.uniform_(-limit, limit)
+        else:  # Keras' truncated normal, stddev corrected for the truncation at 2 sigma
+            std = math.sqrt(variance) / 0.87962566103423978
+            nn.init.trunc_normal_(weight, 0.0, std, -2.0 * std, 2.0 * std)
+
+
+def _orthogonal(gain: float = 1.0) -> Callable[[torch.Tensor], None]:
+    return lambda w: nn.init.orthogonal_(w, gain)
+
+
+def _glorot(distribution: str) -> Callable[..., Callable[[torch.Tensor], None]]:
+    return lambda: (lambda w: _fan_scaled(w, 1.0, "fan_avg", distribution))
+
+
+def _he(distribution: str) -> Callable[..., Callable[[torch.Tensor], None]]:
+    return lambda: (lambda w: _fan_scaled(w, 2.0, "fan_in", distribution))
+
+
+def _lecun(distribution: str) -> Callable[..., Callable[[torch.Tensor], None]]:
+    return lambda: (lambda w: _fan_scaled(w, 1.0, "fan_in", distribution))
+
+
+def _random_normal(mean: float = 0.0, stddev: float = 0.05) -> Callable[[torch.Tensor], None]:
+    return lambda w: nn.init.normal_(w, mean, stddev)
+
+
+def _random_uniform(minval: float = -0.05, maxval: float = 0.05) -> Callable[[torch.Tensor], None]:
+    return lambda w: nn.init.uniform_(w, minval, maxval)
+
+
+def _truncated_normal(mean: float = 0.0, stddev: float = 0.05) -> Callable[[torch.Tensor], None]:
+    return lambda w: nn.init.trunc_normal_(w, mean, stddev, mean - 2 * stddev, mean + 2 * stddev)
+
+
+_INITIALIZERS: dict[str, Callable[..., Callable[[torch.Tensor], None] | None]] = {
+    "orthogonal": _orthogonal,
+    "glorot_uniform": _glorot("uniform"),
+    "glorot_normal": _glorot("normal"),
+    "he_uniform": _he("uniform"),
+    "he_normal": _he("normal"),
+    "lecun_uniform": _lecun("uniform"),
+    "lecun_normal": _lecun("normal"),
+    "random_normal": _random_normal,
+    "random_uniform": _random_uniform,
+    "truncated_normal": _truncated_normal,
+    "zeros": lambda: nn.init.zeros_,
+    "torch_default": lambda: None,
+}
+
+
+def make_initializer(spec: Component, path: str = "initialization") -> Callable[[torch.Tensor], None] | None:
+    """A function that fills a weight tensor in place (``None`` keeps torch's default)."""
+    name = INITIALIZERS.canonical(spec.class_name, path)
+    build = _INITIALIZERS[name]
+    check_kwargs(build, spec.config, f"{path}.config")
+    return build(**spec.config)
+
+
+def initialize(module: nn.Module, spec: Component | None, path: str = "initialization") -> None:
+    """Initialize every conv and linear weight in ``module`` from ``spec``; biases start at zero."""
+    if spec is None:
+        return
+    init = make_initializer(spec, path)
+    if init is None:
+        return
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            init(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)

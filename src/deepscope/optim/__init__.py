@@ -1,0 +1,1 @@
+"""Optimizers (and, later, learning-rate schedules)."""

@@ -1,0 +1,112 @@
+"""Optimizers by name: torch's, plus Yogi and PAdam from pytorch-optimizer with DeepCalo's defaults.
+
+Keras spellings of options are accepted once, here: ``learning_rate`` → ``lr``, ``epsilon`` →
+``eps``, ``beta_1``/``beta_2`` → ``betas``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from deepscope.components import OPTIMIZERS
+from deepscope.config.common import Component
+from deepscope.errors import ConfigError
+from deepscope.registry import check_kwargs
+
+__all__ = ["make_optimizer"]
+
+
+def sgd(params: Iterable[Any], lr: float = 0.01, **kw: Any) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=lr, **kw)
+
+
+def adam(params: Iterable[Any], **kw: Any) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, **kw)
+
+
+def adamw(params: Iterable[Any], **kw: Any) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, **kw)
+
+
+def nadam(params: Iterable[Any], **kw: Any) -> torch.optim.Optimizer:
+    return torch.optim.NAdam(params, **kw)
+
+
+def radam(params: Iterable[Any], **kw: Any) -> torch.optim.Optimizer:
+    return torch.optim.RAdam(params, **kw)
+
+
+def rmsprop(params: Iterable[Any], **kw: Any) -> torch.optim.Optimizer:
+    return torch.optim.RMSprop(params, **kw)
+
+
+def adagrad(params: Iterable[Any], **kw: Any) -> torch.optim.Optimizer:
+    return torch.optim.Adagrad(params, **kw)
+
+
+def adadelta(params: Iterable[Any], **kw: Any) -> torch.optim.Optimizer:
+    return torch.optim.Adadelta(params, **kw)
+
+
+def adamax(params: Iterable[Any], **kw: Any) -> torch.optim.Optimizer:
+    return torch.optim.Adamax(params, **kw)
+
+
+def yogi(params: Iterable[Any], lr: float = 1e-2, eps: float = 1e-3, **kw: Any) -> torch.optim.Optimizer:
+    """Yogi (Zaheer et al. 2018) with DeepCalo's defaults (lr 0.01, eps 1e-3)."""
+    from pytorch_optimizer import Yogi
+
+    return Yogi(params, lr=lr, eps=eps, **kw)
+
+
+def padam(params: Iterable[Any], lr: float = 1e-1, partial: float = 0.125, **kw: Any) -> torch.optim.Optimizer:
+    """Partially adaptive Adam (Chen & Gu 2018) with DeepCalo's defaults (lr 0.1, partial 1/8)."""
+    from pytorch_optimizer import PAdam
+
+    return PAdam(params, lr=lr, partial=partial, **kw)
+
+
+_TORCH_CLASS = {
+    "sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "nadam": torch.optim.NAdam,
+    "radam": torch.optim.RAdam, "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad,
+    "adadelta": torch.optim.Adadelta, "adamax": torch.optim.Adamax,
+}
+_KERAS_NAMES = {"learning_rate": "lr", "epsilon": "eps"}
+
+
+def _keras_kwargs(config: dict[str, Any]) -> dict[str, Any]:
+    out = {_KERAS_NAMES.get(k, k): v for k, v in config.items() if k not in ("beta_1", "beta_2")}
+    if "beta_1" in config or "beta_2" in config:
+        out["betas"] = (config.get("beta_1", 0.9), config.get("beta_2", 0.999))
+    return out
+
+
+def _signature_target(name: str) -> Any:
+    if name in _TORCH_CLASS:
+        return _TORCH_CLASS[name]
+    if name == "yogi":
+        from pytorch_optimizer import Yogi
+        return Yogi
+    from pytorch_optimizer import PAdam
+    return PAdam
+
+
+def make_optimizer(spec: Component, params: Iterable[Any], lr: float | None = None,
+                   path: str = "train.optimizer") -> torch.optim.Optimizer:
+    """Build the optimizer named by ``spec`` over ``params``; ``lr`` (train.lr) overrides its default.
+
+    Raises:
+        ConfigError: an option the optimizer does not take (with "did you mean").
+    """
+    name = OPTIMIZERS.canonical(spec.class_name, path)
+    kwargs = _keras_kwargs(spec.config)
+    check_kwargs(_signature_target(name), kwargs, f"{path}.config", ignore=("params",))
+    if lr is not None:
+        kwargs["lr"] = lr
+    try:
+        return OPTIMIZERS.get(name)(params, **kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{path}.config: {exc}") from None

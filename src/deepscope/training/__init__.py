@@ -1,0 +1,1 @@
+"""Training: the Lightning system, callbacks, trainer factory, run folders, the Experiment."""

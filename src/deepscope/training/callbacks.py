@@ -1,0 +1,126 @@
+"""Callbacks, loggers and checkpoint IO that make runs safe to interrupt and easy to read."""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+__all__ = ["AtomicCheckpointIO", "EpochCSVLogger", "InterruptCheckpoint", "atomic_write_text"]
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Saves checkpoints to a temporary file in the same folder, then renames it into place.
+
+    A crash or a kill during a save leaves the previous checkpoint intact.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        import torch
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+
+
+class InterruptCheckpoint(L.Callback):
+    """On Ctrl-C or SIGTERM, save ``last.ckpt`` (mid-epoch state included) before the run exits.
+
+    A NaN stop or any other error saves nothing, so the last good checkpoint stays.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.saved_at: tuple[int, int] | None = None
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.global_step > 0:
+            trainer.save_checkpoint(self.path)
+            self.saved_at = (trainer.current_epoch, trainer.global_step)
+
+
+class EpochCSVLogger(Logger):
+    """``metrics.csv`` with one row per epoch (train and val values side by side).
+
+    On resume, rows of epochs that are about to be trained again are dropped, so the file always
+    describes the run as it now stands.
+    """
+
+    def __init__(self, path: Path, resume_epoch: int | None = None) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.rows: dict[int, dict[str, float]] = {}
+        if resume_epoch is not None and self.path.exists():
+            with self.path.open(newline="") as f:
+                for row in csv.DictReader(f):
+                    epoch = int(float(row["epoch"]))
+                    if epoch < resume_epoch:
+                        self.rows[epoch] = {k: float(v) for k, v in row.items() if v not in ("", None)}
+
+    @property
+    def name(self) -> str:
+        return "csv"
+
+    @property
+    def version(self) -> str:
+        return ""
+
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        if "epoch" not in metrics:
+            return
+        epoch = int(metrics["epoch"])
+        kept = {k: float(v) for k, v in metrics.items() if not k.endswith("_step")}
+        if len(kept) > 1:
+            row = self.rows.setdefault(epoch, {"epoch": float(epoch)})
+            row.update(kept)
+            if step is not None:
+                row["step"] = float(step)
+
+    def save(self) -> None:
+        if not self.rows:
+            return
+        keys = ["epoch", "step"] + sorted({k for r in self.rows.values() for k in r} - {"epoch", "step"})
+        lines = [",".join(keys)]
+        for epoch in sorted(self.rows):
+            row = self.rows[epoch]
+            lines.append(",".join(_fmt(row.get(k)) for k in keys))
+        atomic_write_text(self.path, "\n".join(lines) + "\n")
+
+    def finalize(self, status: str) -> None:
+        self.save()
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return ""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else repr(float(value))

@@ -1,0 +1,148 @@
+"""The Lightning system for supervised tasks (regression, classification, multi-label).
+
+The net is a plain ``nn.Module`` that sees tensors, never the config or the batch dict. The
+system unpacks batches, applies sample weights, logs the loss per step and every metric on the
+whole split per epoch, and stops at a NaN/inf loss before it can reach the weights.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from deepscope.config.common import Component
+from deepscope.errors import TrainingDiverged
+from deepscope.optim.optimizers import make_optimizer
+from deepscope.training.task import Task
+
+__all__ = ["SupervisedSystem", "model_inputs"]
+
+log = logging.getLogger("deepscope")
+
+INPUT_KEYS = ("images", "scalars", "tracks")
+
+
+def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments the nets take, picked from a batch dict."""
+    return {k: batch[k] for k in INPUT_KEYS if k in batch}
+
+
+class SupervisedSystem(L.LightningModule):
+    """Trains ``net`` with a per-sample ``loss`` on the data contract's batches.
+
+    Args:
+        net: the model.
+        loss: per-sample loss ``(pred, target) -> (B,)``.
+        task: output semantics and metrics.
+        optimizer: the "str or config dict" optimizer spec.
+        lr: learning rate overriding the optimizer's default.
+        epoch_lines: log one summary line per epoch (when no progress bar is shown).
+    """
+
+    def __init__(self, net: nn.Module, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], task: Task,
+                 optimizer: Component, lr: float | None = None, epoch_lines: bool = False) -> None:
+        super().__init__()
+        self.net, self.loss_fn, self.task = net, loss, task
+        self.optimizer_spec, self.lr, self.epoch_lines = optimizer, lr, epoch_lines
+        self._outputs: dict[str, list[tuple[np.ndarray, ...]]] = {}
+        self._epoch_start = time.perf_counter()
+
+    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Outputs shaped like the targets (multiplied by ``multiply_output_with`` when present)."""
+        return self.task.shape_output(self.net(**model_inputs(batch)), batch.get("multiply_output_with"))
+
+    # --- steps -------------------------------------------------------------------------------------
+
+    def _step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
+        out = self(batch)
+        target = batch["targets"]
+        per_sample = self.loss_fn(out, target)
+        weights = batch.get("sample_weights")
+        if weights is None:
+            loss = per_sample.mean()
+        else:
+            loss = (per_sample * weights).sum() / weights.sum().clamp_min(1e-12)
+        bs = int(target.shape[0])
+        if stage == "train":
+            self.log("train_loss_step", loss, on_step=True, on_epoch=False, batch_size=bs, prog_bar=True)
+        self._outputs.setdefault(stage, []).append((
+            out.detach().float().cpu().numpy(), target.detach().cpu().numpy(),
+            per_sample.detach().float().cpu().numpy(),
+            None if weights is None else weights.detach().cpu().numpy(),
+        ))
+        return loss
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def on_before_backward(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss).item():
+            raise TrainingDiverged(
+                f"the training loss became {loss.item()} at epoch {self.current_epoch + 1}, "
+                f"step {self.global_step}; training stopped before the bad step reached the weights. "
+                "Try a lower learning rate, gradient clipping (train.gradient_clip_val) or check the data"
+            )
+
+    # --- epoch ends ----------------------------------------------------------------------------------
+
+    def _epoch_end(self, stage: str) -> dict[str, float]:
+        chunks = self._outputs.pop(stage, [])
+        if not chunks:
+            return {}
+        out = np.concatenate([c[0] for c in chunks])
+        target = np.concatenate([c[1] for c in chunks])
+        per_sample = np.concatenate([c[2] for c in chunks])
+        weights = None if chunks[0][3] is None else np.concatenate([c[3] for c in chunks])
+        values = {"loss": float(np.average(per_sample, weights=weights))}
+        preds = self.task.predictions(out)
+        values.update(self.task.score(preds, self.task.targets_in_data_units(target), weights))
+        for name, value in values.items():
+            self.log(f"{stage}_{name}", value, on_epoch=True, prog_bar=name == "loss" or stage == "val",
+                     sync_dist=False)
+        return values
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_start = time.perf_counter()
+        self._outputs.pop("train", None)
+
+    def on_validation_epoch_end(self) -> None:
+        self._epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._epoch_end("test")
+
+    def on_train_epoch_end(self) -> None:
+        self._epoch_end("train")
+        seconds = time.perf_counter() - self._epoch_start
+        self.log("lr", self.optimizers().param_groups[0]["lr"], on_epoch=True)
+        self.log("epoch_time", seconds, on_epoch=True)
+        if self.epoch_lines:
+            metrics = self.trainer.callback_metrics
+            shown = "  ".join(f"{k} {float(v):.4g}" for k, v in sorted(metrics.items())
+                              if k.startswith(("train_", "val_")) and not k.endswith("_step"))
+            log.info(f"epoch {self.current_epoch + 1}/{self.trainer.max_epochs}  {shown}  ({seconds:.1f} s)")
+
+    # --- optimizer --------------------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        return make_optimizer(self.optimizer_spec, params, self.lr)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["deepscope"] = {"input_spec": self.task.spec.to_json(), "format": 1}
+
+

@@ -1,0 +1,85 @@
+"""The Lightning ``Trainer`` for a config: loggers, callbacks, devices, quiet defaults."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from deepscope.config.schema import ExperimentConfig
+from deepscope.training.callbacks import AtomicCheckpointIO, EpochCSVLogger, InterruptCheckpoint
+from deepscope.training.run import RunDir
+from deepscope.training.task import MAXIMIZED_METRICS
+
+__all__ = ["build_trainer", "monitor_mode", "quiet_lightning", "shows_progress_bar"]
+
+
+def quiet_lightning() -> None:
+    """Keep Lightning's banners and hints out of the user's terminal (``--debug`` shows them)."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*is smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", message=".*`isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+
+
+def monitor_mode(monitor: str) -> str:
+    """'max' for metrics where higher is better, else 'min'."""
+    return "max" if monitor.split("_", 1)[-1] in MAXIMIZED_METRICS else "min"
+
+
+def shows_progress_bar(cfg: ExperimentConfig) -> bool:
+    if cfg.log.progress_bar == "none":
+        return False
+    return cfg.log.progress_bar == "rich" or sys.stderr.isatty()
+
+
+def build_trainer(cfg: ExperimentConfig, run: RunDir, resume_epoch: int | None,
+                  extra_callbacks: list[L.Callback] = ()) -> tuple[L.Trainer, InterruptCheckpoint]:
+    """A Trainer writing into ``run``; returns it with the interrupt callback (to report saves)."""
+    quiet_lightning()
+    t = cfg.train
+    monitor = t.monitor
+    checkpoint = ModelCheckpoint(
+        dirpath=run.checkpoints, filename="best", monitor=monitor, mode=monitor_mode(monitor),
+        save_top_k=1, save_last=True, enable_version_counter=False, auto_insert_metric_name=False,
+    )
+    interrupt = InterruptCheckpoint(run.last)
+    callbacks: list[L.Callback] = [checkpoint, interrupt, *extra_callbacks]
+    if t.early_stopping.use:
+        es_monitor = t.early_stopping.monitor or monitor
+        callbacks.append(EarlyStopping(monitor=es_monitor, mode=monitor_mode(es_monitor),
+                                       patience=t.early_stopping.patience, min_delta=t.early_stopping.min_delta))
+    bar = shows_progress_bar(cfg)
+    if bar:
+        callbacks.append(RichProgressBar(leave=True))
+    loggers: list[Any] = [EpochCSVLogger(run.metrics, resume_epoch)]
+    if cfg.log.tensorboard:
+        loggers.append(TensorBoardLogger(save_dir=str(run.path), name="tensorboard", version="",
+                                         default_hp_metric=False))
+    trainer = L.Trainer(
+        default_root_dir=str(run.path),
+        max_epochs=t.epochs,
+        max_steps=t.max_steps or -1,
+        accelerator=t.accelerator if t.accelerator != "cuda" else "gpu",
+        devices=t.devices,
+        precision=t.precision,
+        gradient_clip_val=t.gradient_clip_val,
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        deterministic=t.deterministic,
+        logger=loggers,
+        callbacks=callbacks,
+        enable_progress_bar=bar,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=cfg.log.every_n_steps,
+        plugins=[AtomicCheckpointIO()],
+        use_distributed_sampler=False,
+    )
+    return trainer, interrupt
