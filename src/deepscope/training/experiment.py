@@ -194,9 +194,9 @@ class _Loaded:
     task: Task
 
 
-def _load_run(run_dir: str | Path, checkpoint: str | Path | None = None) -> _Loaded:
+def _load_run(run_dir: str | Path, checkpoint: str | Path | None = None, overrides: Any = ()) -> _Loaded:
     run = RunDir.existing(run_dir)
-    cfg = load_config(run.config)
+    cfg = load_config(run.config, overrides)
     spec = InputSpec.load(run.input_spec)
     standardizer = Standardizer.load(run.standardization)
     net = build_model(cfg.model, spec)
@@ -205,14 +205,15 @@ def _load_run(run_dir: str | Path, checkpoint: str | Path | None = None) -> _Loa
 
 
 def evaluate(run_dir: str | Path, split: str = "test", data: Any = None,
-             checkpoint: str | Path | None = None) -> dict[str, float]:
+             checkpoint: str | Path | None = None, overrides: Any = ()) -> dict[str, float]:
     """Recompute metrics on a split from the run's best checkpoint and its saved standardization.
 
     Writes ``evaluation/<split>_metrics.json`` in the run folder and returns the metrics (the loss
-    is not included; the metrics are the configured ones).
+    is not included; the metrics are the configured ones). ``overrides`` change the stored config
+    for this evaluation only (e.g. ``data.path=other.npz``).
     """
     quiet_lightning()
-    loaded = _load_run(run_dir, checkpoint)
+    loaded = _load_run(run_dir, checkpoint, overrides)
     cfg = loaded.cfg
     if cfg.data.source == "arrays" and data is None:
         raise DataError(f"run '{loaded.run.path}' was trained on in-memory arrays; pass them again: "
@@ -230,7 +231,8 @@ def evaluate(run_dir: str | Path, split: str = "test", data: Any = None,
 
 
 def predict(run_dir: str | Path, input_path: str | Path, output_path: str | Path,
-            channels: str | None = None, checkpoint: str | Path | None = None) -> dict[str, np.ndarray]:
+            channels: str | None = None, checkpoint: str | Path | None = None,
+            overrides: Any = ()) -> dict[str, np.ndarray]:
     """Apply a trained run to new data in an ``.npz`` file and write the predictions.
 
     The run's saved standardization is applied; targets in the input are optional (and, when
@@ -240,7 +242,7 @@ def predict(run_dir: str | Path, input_path: str | Path, output_path: str | Path
         DataError: the input does not match the inputs the model was trained on.
     """
     quiet_lightning()
-    loaded = _load_run(run_dir, checkpoint)
+    loaded = _load_run(run_dir, checkpoint, overrides)
     store = read_npz_set(input_path, channels or loaded.cfg.data.channels, require_targets=False)
     if isinstance(store, dict):
         raise DataError(f"{input_path}: holds split sets ({', '.join(store)}); give one set of samples to predict")

@@ -1,0 +1,210 @@
+"""The ``deepscope`` command line: a thin layer over the Python API.
+
+``--help``, ``init``, ``validate``, ``schema`` and ``list`` never import torch or Lightning, so
+they answer at once. User errors print one message and exit 2 (no traceback unless ``--debug``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from deepscope.errors import DeepscopeError
+
+__all__ = ["main"]
+
+TEMPLATES = ("digits", "regression", "minimal")
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    tty = sys.stderr.isatty()
+    return Console(stderr=True, highlight=False, width=None if tty else 200, soft_wrap=not tty)
+
+
+def _setup_logging(debug: bool) -> None:
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=_console(), show_time=False, show_path=False, show_level=False,
+                          markup=False, rich_tracebacks=debug)
+    logger = logging.getLogger("deepscope")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.DEBUG if debug else logging.INFO)
+    logger.propagate = False
+
+
+# --- commands --------------------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    text = resources.files("deepscope.templates").joinpath(f"{args.template}.yaml").read_text()
+    if args.override:
+        import yaml
+
+        from deepscope.config import apply_overrides, dump_yaml, load_config
+
+        cfg = load_config(apply_overrides(yaml.safe_load(text), args.override))
+        text = f"# deepscope config (template '{args.template}' with overrides, defaults filled)\n" + dump_yaml(cfg)
+    sys.stdout.write(text)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from deepscope.config import dump_yaml, load_config
+
+    cfg = load_config(args.config, args.override)
+    if args.resolved:
+        sys.stdout.write(dump_yaml(cfg))
+    else:
+        print(f"OK: {args.config} is a valid deepscope config (run name '{cfg.name}')")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from deepscope.config import ExperimentConfig
+
+    print(json.dumps(ExperimentConfig.model_json_schema(), indent=2))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from deepscope.components import ALL_REGISTRIES
+
+    kinds = [args.kind] if args.kind else list(ALL_REGISTRIES)
+    for kind in kinds:
+        registry = ALL_REGISTRIES[kind]
+        print(f"{kind}:")
+        for entry in registry.entries():
+            aliases = f"  (also: {', '.join(entry.aliases)})" if entry.aliases else ""
+            doc = f"  {entry.doc}" if entry.doc else ""
+            print(f"  {entry.name}{doc}{aliases}")
+        print()
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from deepscope.training.experiment import Experiment
+
+    result = Experiment(args.config, overrides=args.override).train(new_version=args.new_version)
+    _print_metrics(result.metrics, f"run folder: {result.run_dir}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from deepscope.training.experiment import evaluate
+
+    metrics = evaluate(args.run, split=args.split, checkpoint=args.checkpoint, overrides=args.override)
+    _print_metrics({args.split: metrics}, f"evaluated {args.run} ({args.split})")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from deepscope.training.experiment import predict
+
+    result = predict(args.run, args.input, args.output, channels=args.channels, checkpoint=args.checkpoint,
+                     overrides=args.override)
+    print(f"wrote {len(result['index'])} predictions to {args.output} (keys: {', '.join(result)})")
+    return 0
+
+
+def _print_metrics(metrics: dict[str, dict[str, float]], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    names = sorted({k for m in metrics.values() for k in m})
+    table.add_column("split")
+    for n in names:
+        table.add_column(n, justify="right")
+    for split, values in metrics.items():
+        table.add_row(split, *(f"{values[n]:.4g}" if n in values else "" for n in names))
+    Console().print(table)
+
+
+# --- parser ----------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks and Lightning's own messages")
+    overrides = argparse.ArgumentParser(add_help=False)
+    overrides.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                           help="set a config value by its dotted path, e.g. -o train.epochs=3 (repeatable)")
+
+    parser = argparse.ArgumentParser(
+        prog="deepscope", parents=[common],
+        description="Build, train, evaluate and tune deep convolutional models on instrument data.",
+        epilog="Run 'deepscope COMMAND --help' for a command's options.",
+    )
+    from deepscope import __version__
+
+    parser.add_argument("--version", action="version", version=f"deepscope {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("init", parents=[common, overrides], help="print a commented starter config")
+    p.add_argument("--template", choices=TEMPLATES, default="digits", help="which starter (default: digits)")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("validate", parents=[common, overrides], help="check a config; print every problem")
+    p.add_argument("config", help="YAML config file")
+    p.add_argument("--resolved", action="store_true", help="print the config with every default filled")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("schema", parents=[common], help="print the JSON Schema of the config (for editors)")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("list", parents=[common], help="list every registered component")
+    from deepscope.components import ALL_REGISTRIES
+
+    p.add_argument("kind", nargs="?", choices=list(ALL_REGISTRIES), help="only this kind")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("train", parents=[common, overrides], help="train (or resume) the run a config describes")
+    p.add_argument("config", help="YAML config file")
+    p.add_argument("--new-version", action="store_true",
+                   help="if a run of this name exists with another config, start <name>-2 (-3, …) beside it")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", parents=[common, overrides], help="recompute metrics of a run on a split")
+    p.add_argument("run", help="run folder (runs/<name>)")
+    p.add_argument("--split", choices=("test", "val", "train"), default="test")
+    p.add_argument("--checkpoint", help="checkpoint file (default: the run's best, else last)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", parents=[common, overrides], help="apply a run's model to new data")
+    p.add_argument("run", help="run folder (runs/<name>)")
+    p.add_argument("--input", required=True, help=".npz with images/<name>, scalars, tracks (targets optional)")
+    p.add_argument("--output", required=True, help="where to write the predictions (.npz)")
+    p.add_argument("--channels", choices=("last", "first"), help="image layout in --input (default: the run's)")
+    p.add_argument("--checkpoint", help="checkpoint file (default: the run's best, else last)")
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``deepscope`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.debug)
+    try:
+        return int(args.func(args) or 0)
+    except DeepscopeError as exc:
+        if args.debug:
+            raise
+        _console().print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        _console().print("[bold red]interrupted[/]")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
