@@ -133,6 +133,10 @@ def _print_metrics(metrics: dict[str, dict[str, float]], title: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks and Lightning's own messages")
+    # after the command: SUPPRESS, so that a subcommand's default does not undo 'deepscope --debug CMD'
+    sub_common = argparse.ArgumentParser(add_help=False)
+    sub_common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                            help="show tracebacks and Lightning's own messages")
     overrides = argparse.ArgumentParser(add_help=False)
     overrides.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                            help="set a config value by its dotted path, e.g. -o train.epochs=3 (repeatable)")
@@ -147,37 +151,37 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"deepscope {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("init", parents=[common, overrides], help="print a commented starter config")
+    p = sub.add_parser("init", parents=[sub_common, overrides], help="print a commented starter config")
     p.add_argument("--template", choices=TEMPLATES, default="digits", help="which starter (default: digits)")
     p.set_defaults(func=cmd_init)
 
-    p = sub.add_parser("validate", parents=[common, overrides], help="check a config; print every problem")
+    p = sub.add_parser("validate", parents=[sub_common, overrides], help="check a config; print every problem")
     p.add_argument("config", help="YAML config file")
     p.add_argument("--resolved", action="store_true", help="print the config with every default filled")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("schema", parents=[common], help="print the JSON Schema of the config (for editors)")
+    p = sub.add_parser("schema", parents=[sub_common], help="print the JSON Schema of the config (for editors)")
     p.set_defaults(func=cmd_schema)
 
-    p = sub.add_parser("list", parents=[common], help="list every registered component")
+    p = sub.add_parser("list", parents=[sub_common], help="list every registered component")
     from deepscope.components import ALL_REGISTRIES
 
     p.add_argument("kind", nargs="?", choices=list(ALL_REGISTRIES), help="only this kind")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("train", parents=[common, overrides], help="train (or resume) the run a config describes")
+    p = sub.add_parser("train", parents=[sub_common, overrides], help="train (or resume) the run a config describes")
     p.add_argument("config", help="YAML config file")
     p.add_argument("--new-version", action="store_true",
                    help="if a run of this name exists with another config, start <name>-2 (-3, …) beside it")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", parents=[common, overrides], help="recompute metrics of a run on a split")
+    p = sub.add_parser("evaluate", parents=[sub_common, overrides], help="recompute metrics of a run on a split")
     p.add_argument("run", help="run folder (runs/<name>)")
     p.add_argument("--split", choices=("test", "val", "train"), default="test")
     p.add_argument("--checkpoint", help="checkpoint file (default: the run's best, else last)")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", parents=[common, overrides], help="apply a run's model to new data")
+    p = sub.add_parser("predict", parents=[sub_common, overrides], help="apply a run's model to new data")
     p.add_argument("run", help="run folder (runs/<name>)")
     p.add_argument("--input", required=True, help=".npz with images/<name>, scalars, tracks (targets optional)")
     p.add_argument("--output", required=True, help="where to write the predictions (.npz)")
@@ -197,7 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     except DeepscopeError as exc:
         if args.debug:
             raise
-        _console().print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        # escape: messages quote user text (paths, keys, values) that may contain [brackets]
+        _console().print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
         if args.debug:

@@ -62,8 +62,9 @@ def did_you_mean(name: str, options: Iterable[str], n: int = 1) -> str:
     def norm(s: str) -> str:
         return s.lower().replace("_", "").replace("-", "")
 
-    options = list(options)
-    by_norm = {norm(o): o for o in options}
+    by_norm: dict[str, str] = {}
+    for o in options:
+        by_norm.setdefault(norm(o), o)  # the first spelling wins (canonical names before aliases)
     close = difflib.get_close_matches(norm(str(name)), list(by_norm), n=n, cutoff=0.6)
     if not close:
         return ""

@@ -96,14 +96,14 @@ class Registry:
         if key in self._keys:
             return self._keys[key]
         where = f"{path}: " if path else ""
-        raise ConfigError(
-            f"{where}unknown {self.kind} '{name}'{did_you_mean(name, self.names())}"
-            f" (available: {', '.join(self.names())})",
-            problems=[
-                f"{where}unknown {self.kind} '{name}'{did_you_mean(name, self.names())}"
-                f" (available: {', '.join(self.names())})"
-            ],
-        )
+        message = f"{where}unknown {self.kind} '{name}'{self.did_you_mean(name)} (available: {', '.join(self.names())})"
+        raise ConfigError(message, problems=[message])
+
+    def did_you_mean(self, name: str) -> str:
+        """``"; did you mean 'x'?"`` for the closest name or alias (a misspelt Keras name finds its
+        alias), or ``""`` when nothing is close."""
+        aliases = [a for entry in self._entries.values() for a in entry.aliases]
+        return did_you_mean(name, [*self.names(), *aliases])
 
     def entry(self, name: str) -> Entry:
         """The :class:`Entry` for a name or alias."""

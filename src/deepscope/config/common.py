@@ -12,7 +12,6 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_serializer
 from pydantic_core import PydanticCustomError
 
-from deepscope.errors import did_you_mean
 from deepscope.registry import Registry
 
 __all__ = ["Component", "StrictModel", "component", "fail", "registry_name"]
@@ -39,7 +38,7 @@ def _check_name(registry: Registry, name: Any) -> str:
     if name not in registry:
         raise fail(
             "unknown_name",
-            f"unknown {registry.kind} '{name}'{did_you_mean(name, registry.names())}"
+            f"unknown {registry.kind} '{name}'{registry.did_you_mean(name)}"
             f" (available: {', '.join(registry.names())})",
         )
     return registry.canonical(name)

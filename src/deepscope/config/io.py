@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -16,6 +17,32 @@ from deepscope.errors import ConfigError, did_you_mean
 __all__ = ["apply_overrides", "dump_yaml", "format_errors", "load_config", "read_yaml", "to_dict"]
 
 SECTIONS_HINT = "a mapping with the sections name, seed, data, model, train, log"
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last one)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # '<<: *anchor' may be overridden
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, typing.Hashable):
+                continue  # the base class reports unhashable keys
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' is given twice in the same mapping", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.1 reads 1e-3 (no dot) as a string; configs mean a float (e.g. optimizer: {config: {lr: 1e-3}})
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -34,7 +61,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file '{path}' cannot be read: {exc}") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
@@ -49,7 +76,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 def _parse_value(text: str) -> Any:
     try:
-        return yaml.safe_load(text) if text.strip() else ""
+        return yaml.load(text, Loader=_UniqueKeyLoader) if text.strip() else ""  # noqa: S506
     except yaml.YAMLError:
         return text
 
@@ -234,6 +261,8 @@ def format_errors(exc: ValidationError, root: type[BaseModel]) -> list[str]:
             msg = f"found {found!r}; expected {expected}{hint}"
         elif kind == "string_pattern_mismatch" and path == "name":
             msg = f"found {err.get('input')!r}; expected a folder-safe name (letters, digits, '.', '_', '-')"
+        elif kind == "path_type":
+            msg = f"found {_show(err.get('input'))}; expected a path (a string)"
         elif kind in ("model_type", "model_attributes_type", "dict_type"):
             msg = f"found {_show(err.get('input'))}; expected a mapping of keys"
         elif kind.startswith(("value_error", "assertion_error")):

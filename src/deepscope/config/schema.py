@@ -147,9 +147,13 @@ def check_validation_exists(cfg: ExperimentConfig) -> str | None:
 
 
 def check_lr_given_once(cfg: ExperimentConfig) -> str | None:
-    if cfg.train.lr is not None and "lr" in cfg.train.optimizer.config:
-        return ("train.lr and train.optimizer.config.lr are both set "
-                f"({cfg.train.lr} and {cfg.train.optimizer.config['lr']}): keep one")
+    # 'learning_rate' is the Keras spelling of 'lr' (see deepscope.optim.optimizers)
+    given = [k for k in ("lr", "learning_rate") if k in cfg.train.optimizer.config]
+    if len(given) == 2:
+        return "train.optimizer.config.lr and train.optimizer.config.learning_rate are both set: keep one"
+    if cfg.train.lr is not None and given:
+        return (f"train.lr and train.optimizer.config.{given[0]} are both set "
+                f"({cfg.train.lr} and {cfg.train.optimizer.config[given[0]]}): keep one")
     return None
 
 

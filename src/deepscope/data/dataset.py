@@ -125,7 +125,9 @@ class BatchLoader(DataLoader):
     """A DataLoader over a :class:`BatchDataset` that can resume mid-epoch.
 
     It implements ``state_dict``/``load_state_dict`` (Lightning saves them in checkpoints): an
-    interrupted epoch continues with the batches it had not yet seen, in the same order.
+    interrupted epoch continues with the batches it had not yet trained on, in the same order.
+    The training loop reports each finished batch through :meth:`batch_done` (Lightning prefetches
+    a batch ahead, so counting the batches handed out would skip one on resume).
     """
 
     def __init__(self, dataset: BatchDataset, sampler: BatchIndexSampler, num_workers: int = 0,
@@ -139,9 +141,11 @@ class BatchLoader(DataLoader):
         start, self._resume_at = self._resume_at, 0
         self.sampler.skip = start
         self._done = start
-        for batch in super().__iter__():
-            self._done += 1
-            yield batch
+        return super().__iter__()
+
+    def batch_done(self) -> None:
+        """Count one batch of the current epoch as trained on."""
+        self._done += 1
 
     def state_dict(self) -> dict[str, int]:
         return {"batches_done": self._done, "epoch": self.sampler.epoch}

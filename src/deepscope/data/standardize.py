@@ -7,6 +7,7 @@ so the track net can still mask them.
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -135,7 +136,7 @@ class Standardizer:
             with np.load(path, allow_pickle=False) as npz:
                 keys = {k.rsplit("/", 1)[0] for k in npz.files}
                 return cls({k: (npz[f"{k}/mean"], npz[f"{k}/std"]) for k in keys})
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise CheckpointError(f"standardization file '{path}' is missing or corrupt ({exc})") from None
 
     def describe(self) -> Iterable[str]:

@@ -206,8 +206,9 @@ def make_normalization(spec: Component | None, channels: int, spatial_dims: int,
     elif name == "instance":
         groups = channels
     else:
-        groups = int(cfg.pop("groups", 32))
-        groups = math.gcd(min(groups, channels), channels)  # largest divisor of channels <= groups
+        groups = max(1, min(int(cfg.pop("groups", 32)), channels))
+        while channels % groups:  # the largest divisor of channels <= groups
+            groups -= 1
     cfg.pop("groups", None)
     return nn.GroupNorm(groups, channels, **cfg)
 

@@ -13,7 +13,7 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-__all__ = ["AtomicCheckpointIO", "EpochCSVLogger", "InterruptCheckpoint", "atomic_write_text"]
+__all__ = ["AtomicCheckpointIO", "EpochCSVLogger", "InterruptCheckpoint", "LoaderProgress", "atomic_write_text"]
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -64,6 +64,16 @@ class InterruptCheckpoint(L.Callback):
         if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.global_step > 0:
             trainer.save_checkpoint(self.path)
             self.saved_at = (trainer.current_epoch, trainer.global_step)
+
+
+class LoaderProgress(L.Callback):
+    """Tells a resumable training loader (``BatchLoader``) each time a batch has been trained on."""
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        loader = trainer.train_dataloader
+        if hasattr(loader, "batch_done"):
+            loader.batch_done()
 
 
 class EpochCSVLogger(Logger):

@@ -67,9 +67,11 @@ def _loader(prepared: PreparedData, split: str, cfg: ExperimentConfig, shuffle: 
                        pin_memory=torch.cuda.is_available() and cfg.train.accelerator != "cpu")
 
 
-def _checkpoint_epoch(path: Path) -> int:
+def _epochs_done(path: Path) -> int:
+    """Epochs whose training finished before ``path`` was saved (a mid-epoch save counts that epoch out)."""
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=True).get("epoch", 0))
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
     except Exception as exc:
         raise CheckpointError(f"checkpoint '{path}' cannot be read ({type(exc).__name__}: {exc}); "
                               "move it away to start over") from None
@@ -101,7 +103,7 @@ class Experiment:
         """
         cfg = self.cfg
         run, resume = open_run(cfg, new_version)
-        resume_epoch = _checkpoint_epoch(run.last) if resume else None
+        resume_epoch = _epochs_done(run.last) if resume else None
         prepared = prepare_data(cfg, self.data)
         spec = prepared.spec
         if spec.multiply_output_with and cfg.data.standardize.targets:
@@ -120,7 +122,7 @@ class Experiment:
         atomic_write_text(run.input_spec, spec.to_json())
         prepared.standardizer.save(run.standardization)
         sizes = prepared.sizes()
-        log.info(f"run folder {run.path} ({'resuming from epoch ' + str(resume_epoch) if resume else 'new run'}); "
+        log.info(f"run folder {run.path} ({'resuming after epoch ' + str(resume_epoch) if resume else 'new run'}); "
                  f"samples: " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
 
         trainer, interrupt = build_trainer(cfg, run, resume_epoch)

@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProg
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from deepscope.config.schema import ExperimentConfig
-from deepscope.training.callbacks import AtomicCheckpointIO, EpochCSVLogger, InterruptCheckpoint
+from deepscope.training.callbacks import AtomicCheckpointIO, EpochCSVLogger, InterruptCheckpoint, LoaderProgress
 from deepscope.training.run import RunDir
 from deepscope.training.task import MAXIMIZED_METRICS
 
@@ -27,6 +27,7 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*is smaller than the logging interval.*")
     warnings.filterwarnings("ignore", message=".*`isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
 
 
 def monitor_mode(monitor: str) -> str:
@@ -51,11 +52,14 @@ def build_trainer(cfg: ExperimentConfig, run: RunDir, resume_epoch: int | None,
         save_top_k=1, save_last=True, enable_version_counter=False, auto_insert_metric_name=False,
     )
     interrupt = InterruptCheckpoint(run.last)
-    callbacks: list[L.Callback] = [checkpoint, interrupt, *extra_callbacks]
+    callbacks: list[L.Callback] = [checkpoint, interrupt, LoaderProgress(), *extra_callbacks]
     if t.early_stopping.use:
         es_monitor = t.early_stopping.monitor or monitor
         callbacks.append(EarlyStopping(monitor=es_monitor, mode=monitor_mode(es_monitor),
-                                       patience=t.early_stopping.patience, min_delta=t.early_stopping.min_delta))
+                                       patience=t.early_stopping.patience, min_delta=t.early_stopping.min_delta,
+                                       # names are checked with the config; a run cut short by max_steps
+                                       # may end before the first validation
+                                       strict=False, check_on_train_epoch_end=es_monitor.startswith("train_")))
     bar = shows_progress_bar(cfg)
     if bar:
         callbacks.append(RichProgressBar(leave=True))

@@ -1,0 +1,109 @@
+"""The CLI on run folders: train, evaluate, predict, and its errors (exit code 2, no traceback)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from sklearn.datasets import load_digits
+
+from deepscope.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    cfg = {
+        "name": "cli", "log": {"dir": str(tmp / "runs"), "progress_bar": "none", "tensorboard": False},
+        "data": {"source": "sklearn_digits", "split": {"train": "0:300", "val": "300:400", "test": "400:500"}},
+        "model": {"cnn": {"n_init_filters": 8, "activation": "relu"}, "top": {"units": [32, 10], "activation": "relu"}},
+        "train": {"epochs": 3, "batch_size": 32, "loss": "cross_entropy", "metrics": ["accuracy"], "optimizer": "adam"},
+    }
+    path = tmp / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(path), "-o", "train.epochs=2"]) == 0
+    return tmp, tmp / "runs" / "cli"
+
+
+def test_override_reached_the_run(trained):
+    _, run = trained
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["epochs"] == 2
+
+
+def test_evaluate_matches_the_metrics_of_training(trained, capsys):
+    _, run = trained
+    assert main(["evaluate", str(run)]) == 0
+    saved = json.loads((run / "evaluation" / "test_metrics.json").read_text())
+    final = json.loads((run / "final_metrics.json").read_text())
+    assert saved["accuracy"] == pytest.approx(final["test"]["accuracy"])
+    assert saved["samples"] == 100
+    assert "accuracy" in capsys.readouterr().out
+
+
+def test_predict_applies_saved_standardization(trained, tmp_path):
+    _, run = trained
+    digits = load_digits()
+    x, y = digits.images[400:500].astype(np.float32), digits.target[400:500]
+    np.savez(tmp_path / "new.npz", **{"images/digits": x})  # (N, 8, 8): one channel
+    assert main(["predict", str(run), "--input", str(tmp_path / "new.npz"), "--output", str(tmp_path / "p.npz")]) == 0
+    preds = np.load(tmp_path / "p.npz")
+    test = np.load(run / "predictions" / "test.npz")
+    np.testing.assert_array_equal(preds["predictions"], test["predictions"])  # same samples, same answers
+    np.testing.assert_allclose(preds["probabilities"], test["probabilities"], atol=1e-6)
+    assert "targets" not in preds.files
+    assert (preds["predictions"] == y).mean() > 0.5
+
+
+@pytest.mark.parametrize("arrays, expected", [
+    ({"images/digits": np.zeros((5, 9, 9))}, "per-sample shape"),
+    ({"images/other": np.zeros((5, 8, 8))}, "image 'digits' is missing"),
+])
+def test_predict_rejects_input_that_does_not_fit(trained, tmp_path, capsys, arrays, expected):
+    _, run = trained
+    np.savez(tmp_path / "bad.npz", **arrays)
+    assert main(["predict", str(run), "--input", str(tmp_path / "bad.npz"), "--output", str(tmp_path / "o.npz")]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err
+    assert not (tmp_path / "o.npz").exists()
+
+
+def test_corrupt_input_file_and_missing_run(trained, tmp_path, capsys):
+    _, run = trained
+    (tmp_path / "junk.npz").write_bytes(b"not a zip file")
+    assert main(["predict", str(run), "--input", str(tmp_path / "junk.npz"), "--output", str(tmp_path / "o.npz")]) == 2
+    assert "junk.npz" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "nope")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_corrupt_checkpoint_is_a_checkpoint_error(trained, tmp_path, capsys):
+    _, run = trained
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"\x00garbage")
+    assert main(["evaluate", str(run), "--checkpoint", str(bad)]) == 2
+    assert "cannot be read" in capsys.readouterr().err
+
+
+def test_train_on_a_missing_data_file_exits_2(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"name": "m", "log": {"dir": str(tmp_path / "runs")},
+                                    "data": {"source": "npz", "path": str(tmp_path / "missing.npz")}}))
+    assert main(["train", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "missing.npz" in err and "not found" in err
+    assert not (tmp_path / "runs" / "m").exists()
+
+
+def test_example_configs_smoke_train(tmp_path):
+    from pathlib import Path
+
+    configs = sorted(Path(__file__).resolve().parents[2].joinpath("configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        code = main(["train", str(path), "-o", f"log.dir={tmp_path}", "-o", "train.max_steps=3",
+                     "-o", "train.epochs=1", "-o", "log.progress_bar=none", "-o", "log.figures=false"])
+        assert code == 0, path
