@@ -142,9 +142,11 @@ def _loader(store, seed=0, epoch=0, bs=4, n=None):
 
 
 def _indices(loader, stop=None):
+    """Iterate like the training loop: each batch trained on is reported with ``batch_done``."""
     out = []
     for k, batch in enumerate(loader):
         out.append(batch["index"].tolist())
+        loader.batch_done()
         if stop is not None and k + 1 == stop:
             break
     return out
@@ -164,7 +166,23 @@ def test_loader_resumes_mid_epoch(k):
     resumed = _loader(arrays, epoch=2)
     resumed.load_state_dict(state)
     assert _indices(resumed) == reference[k:]
+    assert resumed.state_dict()["batches_done"] == len(reference)
     assert _indices(resumed) == reference  # the next pass is a whole epoch again
+
+
+def test_prefetched_batch_is_not_counted_as_done():
+    arrays = _set()
+    reference = _indices(_loader(arrays, epoch=0))
+    loader = _loader(arrays, epoch=0)
+    it = iter(loader)
+    next(it)
+    loader.batch_done()  # batch 0 trained on
+    next(it)  # batch 1 fetched ahead but never trained on
+    state = loader.state_dict()
+    assert state["batches_done"] == 1
+    resumed = _loader(arrays, epoch=0)
+    resumed.load_state_dict(state)
+    assert _indices(resumed) == reference[1:]
 
 
 def test_end_of_epoch_state_does_not_skip():
@@ -176,6 +194,14 @@ def test_end_of_epoch_state_does_not_skip():
     fresh = _loader(arrays, epoch=1)
     fresh.load_state_dict(state)
     assert _indices(fresh) == reference
+
+
+def test_a_new_iteration_restarts_the_count():
+    arrays = _set()
+    loader = _loader(arrays)
+    _indices(loader, stop=3)
+    iter(loader)
+    assert loader.state_dict()["batches_done"] == 0
 
 
 def test_empty_state_does_not_skip():

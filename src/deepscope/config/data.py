@@ -67,6 +67,12 @@ class SplitConfig(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "SplitConfig":
+        given = {k for k in ("train", "val", "test") if k in self.model_fields_set and getattr(self, k) is not None}
+        if any(not isinstance(getattr(self, k), float) for k in given):
+            # explicit indices: the default fractions of parts left out do not apply
+            for k in ("val", "test"):
+                if k not in self.model_fields_set:
+                    setattr(self, k, None)
         parts = {k: getattr(self, k) for k in ("train", "val", "test") if getattr(self, k) is not None}
         kinds = {("fraction" if isinstance(v, float) else "indices") for v in parts.values()}
         if len(kinds) > 1:

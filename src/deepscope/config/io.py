@@ -248,7 +248,12 @@ def format_errors(exc: ValidationError, root: type[BaseModel]) -> list[str]:
             path = f"{path}.{disc}"
             expected = [t.strip().strip("'") for t in str(ctx.get("expected_tags", "")).split(",")]
             tag = ctx.get("tag")
-            msg = f"unknown name '{tag}'{did_you_mean(str(tag), expected)} (available: {', '.join(expected)})"
+            from deepscope.components import ARCHITECTURES, SOURCES
+
+            registry = {"source": SOURCES, "architecture": ARCHITECTURES}.get(disc)
+            hint = registry.did_you_mean(str(tag)) if registry is not None else did_you_mean(str(tag), expected)
+            kind_name = registry.kind if registry is not None else "name"
+            msg = f"unknown {kind_name} '{tag}'{hint} (available: {', '.join(expected)})"
         elif kind == "union_tag_not_found":
             disc = str(ctx.get("discriminator", "")).strip("'")
             path = f"{path}.{disc}"

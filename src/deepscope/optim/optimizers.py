@@ -6,6 +6,7 @@ Keras spellings of options are accepted once, here: ``learning_rate`` → ``lr``
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable
 from typing import Any
 
@@ -88,10 +89,23 @@ def _signature_target(name: str) -> Any:
     if name in _TORCH_CLASS:
         return _TORCH_CLASS[name]
     if name == "yogi":
-        from pytorch_optimizer import Yogi
-        return Yogi
-    from pytorch_optimizer import PAdam
-    return PAdam
+        from pytorch_optimizer import Yogi as cls
+    else:
+        from pytorch_optimizer import PAdam as cls
+    return _named_options_only(cls)
+
+
+def _named_options_only(cls: Any) -> Any:
+    """``cls``'s signature without its ``**kwargs``: pytorch-optimizer's classes store unknown options
+    silently in their param groups, so a misspelt option would otherwise be ignored."""
+    sig = inspect.signature(cls)
+    named = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+
+    def target(*args: Any, **kwargs: Any) -> None:  # only its signature is read
+        raise NotImplementedError
+
+    target.__signature__ = sig.replace(parameters=named)  # type: ignore[attr-defined]
+    return target
 
 
 def make_optimizer(spec: Component, params: Iterable[Any], lr: float | None = None,
