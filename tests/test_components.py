@@ -15,7 +15,7 @@ ENTRIES = [(kind, entry.name) for kind, reg in ALL_REGISTRIES.items() for entry 
 
 
 def test_every_kind_is_registered_and_non_empty():
-    assert set(ALL_REGISTRIES) == {"architectures", "data sources", "losses", "metrics", "optimizers",
+    assert set(ALL_REGISTRIES) == {"architectures", "sources", "losses", "metrics", "optimizers",
                                    "activations", "initializers", "normalizations"}
     for kind, reg in ALL_REGISTRIES.items():
         assert len(reg) > 0, kind

@@ -49,7 +49,7 @@ def test_empty_config_gets_every_default():
     assert t.loss.class_name == "mse" and t.loss.config == {}
     assert t.optimizer.class_name == "nadam" and t.metrics == []
     assert (t.early_stopping.use, t.early_stopping.patience, t.early_stopping.min_delta) == (False, 150, 1e-3)
-    assert t.restore_best_weights is True and t.precision == "32" and t.devices == "auto"
+    assert t.restore_best_weights is True and t.precision == "32" and t.devices == 1
     assert cfg.log.dir == Path("runs") and cfg.log.tensorboard is True and cfg.log.every_n_steps == 10
 
 
@@ -321,7 +321,8 @@ def test_split_values_are_normalised():
                                 "split": {"train": " 0 : 100 ", "val": "100:120", "test": "120:"}}})
     assert (cfg.data.split.train, cfg.data.split.val, cfg.data.split.test) == ("0:100", "100:120", "120:")
     assert not cfg.data.split.uses_fractions
-    assert load_config({"data": {"source": "npz", "path": "d.npz"}}).data.path == Path("d.npz")
+    # a relative data path is stored absolute (from the current folder) so run folders work anywhere
+    assert load_config({"data": {"source": "npz", "path": "d.npz"}}).data.path == Path.cwd() / "d.npz"
 
 
 def test_lr_in_both_keras_and_torch_spelling_is_refused():

@@ -21,6 +21,8 @@ __all__ = [
     "DeepscopeError",
     "Experiment",
     "ExperimentConfig",
+    "Interrupted",
+    "RunResult",
     "TrainingDiverged",
     "evaluate",
     "load_config",
@@ -28,7 +30,7 @@ __all__ = [
     "train",
 ]
 
-_LAZY = {"Experiment", "train", "evaluate", "predict", "RunResult"}
+_LAZY = {"Experiment", "Interrupted", "RunResult", "train", "evaluate", "predict"}
 
 
 def __getattr__(name: str) -> Any:

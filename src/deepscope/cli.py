@@ -172,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", parents=[sub_common, overrides], help="train (or resume) the run a config describes")
     p.add_argument("config", help="YAML config file")
     p.add_argument("--new-version", action="store_true",
-                   help="if a run of this name exists with another config, start <name>-2 (-3, …) beside it")
+                   help="if a run folder of this name exists, start <name>-2 (-3, …) beside it; "
+                        "resume that one later with -o name=<name>-2")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", parents=[sub_common, overrides], help="recompute metrics of a run on a split")

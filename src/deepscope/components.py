@@ -180,7 +180,7 @@ for _name, _aliases in [
 
 ALL_REGISTRIES: dict[str, Registry] = {
     "architectures": ARCHITECTURES,
-    "data sources": SOURCES,
+    "sources": SOURCES,
     "losses": LOSSES,
     "metrics": METRICS,
     "optimizers": OPTIMIZERS,

@@ -129,8 +129,14 @@ def test_cardinality_grouped_convolution_and_parameter_count():
 
 
 def test_cardinality_must_divide_filters():
+    from deepscope.config import load_config
+
+    with pytest.raises(ConfigError, match="model.cnn: cardinality 3 must divide n_init_filters 4"):
+        load_config({"model": {"cnn": {"block_depths": [1, 1], "cardinality": 3}}})
+    # the module checks it too, for configs built without validation
     with pytest.raises(ConfigError, match="model.cnn.cardinality 3 must divide n_init_filters 4"):
-        CNN(1, (6, 6), CNNConfig(block_depths=[1, 1], cardinality=3))
+        CNN(1, (6, 6), CNNConfig.model_construct(**{**CNNConfig().model_dump(), "block_depths": [1, 1],
+                                                    "cardinality": 3}))
 
 
 @pytest.mark.parametrize("dims", [2, 3])

@@ -250,7 +250,10 @@ def test_batch_norm_per_dims_with_keras_momentum(dims, cls):
     norm = make_normalization(C("BatchNormalization"), 5, dims)
     assert type(norm) is cls and norm.num_features == 5
     assert norm.momentum == pytest.approx(0.01)  # Keras' moving average 0.99
-    assert make_normalization(C("batch", momentum=0.1), 5, dims).momentum == pytest.approx(0.1)
+    assert norm.eps == pytest.approx(1e-3)  # Keras' epsilon
+    # options are Keras': momentum is the weight of the old average
+    assert make_normalization(C("batch", momentum=0.9), 5, dims).momentum == pytest.approx(0.1)
+    assert make_normalization(C("batch", epsilon=1e-5), 5, dims).eps == pytest.approx(1e-5)
 
 
 def test_norm_options_and_errors():

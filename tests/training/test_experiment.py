@@ -116,7 +116,7 @@ def test_in_memory_data_with_scalars_tracks_and_multiply(runs_dir, tiny_regressi
                      "track_net": {"phi_units": [4], "rho_units": [4]}, "top": {"units": [8, 1]}},
            "train": {"epochs": 2, "batch_size": 16, "loss": "mse", "metrics": ["mae", "r2"]}}
     result = deepscope.train(cfg, data=data)
-    assert set(result.metrics) == {"val", "test"} and set(result.metrics["test"]) == {"mae", "r2"}
+    assert set(result.metrics) == {"val", "test"} and set(result.metrics["test"]) == {"loss", "mae", "r2"}
     assert (result.run_dir / "figures" / "regression_test.png").is_file()
     summary = (result.run_dir / "model_summary.txt").read_text()
     assert "scalar_net" in summary and "track_net" in summary and "tracks: (4, 2)" in summary

@@ -13,14 +13,14 @@ import yaml
 
 pytestmark = pytest.mark.slow
 
-STEPS_PER_EPOCH = 40  # 400 training samples / batch 10
+STEPS_PER_EPOCH = 80  # 800 training samples / batch 10
 
 
 def _config(tmp_path, runs_dir):
     cfg = {
         "name": "sigterm",
         "log": {"dir": str(runs_dir), "progress_bar": "none", "tensorboard": False, "figures": False},
-        "data": {"source": "sklearn_digits", "split": {"train": "0:400", "val": "400:500", "test": "500:600"}},
+        "data": {"source": "sklearn_digits", "split": {"train": "0:800", "val": "800:900", "test": "900:1000"}},
         "model": {"cnn": {"block_depths": [2, 2], "n_init_filters": 48, "activation": "relu"},
                   "top": {"units": [64, 10], "activation": "relu"}},
         "train": {"epochs": 2, "batch_size": 10, "loss": "cross_entropy", "optimizer": "adam",
@@ -49,8 +49,8 @@ def test_signal_mid_epoch_saves_and_resume_finishes_the_epoch(tmp_path, runs_dir
         if not line:
             break
         lines.append(line)
-        if "epoch 1/2" in line:
-            time.sleep(0.3)
+        if "epoch 1/2" in line:  # printed at the end of epoch 1 (an epoch takes ~0.6 s here)
+            time.sleep(0.25)  # let epoch 2 start: a signal during the epoch-end hooks saves at the boundary
             proc.send_signal(sig)
             break
     out, err = proc.communicate(timeout=120)

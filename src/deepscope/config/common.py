@@ -24,8 +24,8 @@ class StrictModel(BaseModel):
 
 
 def fail(kind: str, message: str) -> PydanticCustomError:
-    """A validation error with a finished message (no template fields)."""
-    return PydanticCustomError(kind, message.replace("{", "(").replace("}", ")"))
+    """A validation error with a finished message (no template fields); its type is ``deepscope_<kind>``."""
+    return PydanticCustomError(f"deepscope_{kind}", message.replace("{", "(").replace("}", ")"))
 
 
 def _article(word: str) -> str:

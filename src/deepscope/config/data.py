@@ -135,7 +135,13 @@ class NpzData(DataBase):
     ``sample_weights``, ``multiply_output_with`` — optionally prefixed ``train/``, ``val/``, ``test/``."""
 
     source: Literal["npz"]
-    path: Path
+    path: Path = Field(description="the .npz file; a relative path is taken from the current folder and "
+                                   "stored absolute, so evaluate/predict work from anywhere")
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
 
 
 class DigitsData(DataBase):

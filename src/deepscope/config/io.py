@@ -272,9 +272,7 @@ def format_errors(exc: ValidationError, root: type[BaseModel]) -> list[str]:
             msg = f"found {_show(err.get('input'))}; expected a mapping of keys"
         elif kind.startswith(("value_error", "assertion_error")):
             msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
-        elif "input" in err and kind not in ("unknown_name", "component_form", "name_type", "split_part",
-                                             "kernel", "kernel_dims", "se_ratio", "split_mixed", "split_sum",
-                                             "split_train"):
+        elif "input" in err and not kind.startswith("deepscope_"):  # our own messages are complete
             msg = f"found {_show(err['input'])}; expected {_lower_first(err['msg'].removeprefix('Input should be '))}"
         else:
             msg = err["msg"]

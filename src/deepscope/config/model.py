@@ -76,6 +76,12 @@ class CNNConfig(SubmodelConfig):
             value = getattr(self, key)
             if isinstance(value, list) and self.conv_dim is not None and len(value) != self.conv_dim:
                 raise fail("kernel_dims", f"{key} has {len(value)} entries but conv_dim is {self.conv_dim}")
+        if self.dropout is not None:
+            raise fail("cnn_dropout", "dropout for convolutional layers (DropBlock) is not available yet; "
+                                      "set model.cnn.dropout: null and use model.top.dropout for dense layers")
+        if self.cardinality > 1 and self.n_init_filters % self.cardinality:
+            raise fail("cardinality", f"cardinality {self.cardinality} must divide n_init_filters "
+                                      f"{self.n_init_filters} (grouped convolutions split the channels evenly)")
         if self.use_squeeze_and_excite:
             smallest = self.n_init_filters
             if smallest // self.squeeze_and_excite_ratio < 1:

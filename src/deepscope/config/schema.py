@@ -157,7 +157,23 @@ def check_lr_given_once(cfg: ExperimentConfig) -> str | None:
     return None
 
 
+def check_target_standardization(cfg: ExperimentConfig) -> str | None:
+    if cfg.data.standardize.targets and _loss_meta(cfg)["task"] != "regression":
+        return (f"data.standardize.targets is true but train.loss '{cfg.train.loss.class_name}' is a "
+                "classification loss: class targets are never standardized; set it to false")
+    return None
+
+
+def check_single_device(cfg: ExperimentConfig) -> str | None:
+    if cfg.train.devices not in (1, "auto"):
+        return (f"train.devices: {cfg.train.devices} devices need distributed training, which this version does "
+                "not have yet; use 1")
+    return None
+
+
 CHECKS: list[Callable[[ExperimentConfig], str | None]] = [
+    check_target_standardization,
+    check_single_device,
     check_metrics_match_loss,
     check_final_activation_matches_loss,
     check_multiclass_output_size,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import BeforeValidator, Field, PositiveFloat, PositiveInt
 
 from deepscope.components import LOSSES, METRICS, OPTIMIZERS
 from deepscope.config.common import StrictModel, component, registry_name
@@ -44,7 +44,8 @@ class TrainConfig(StrictModel):
     gradient_clip_val: PositiveFloat | None = None
     accumulate_grad_batches: PositiveInt = 1
     max_steps: PositiveInt | None = Field(None, description="stop after this many optimizer steps (smoke runs)")
-    precision: Literal["32", "64", "16-mixed", "bf16-mixed"] = "32"
+    precision: Annotated[Literal["32", "64", "16-mixed", "bf16-mixed"], BeforeValidator(
+        lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else v)] = "32"
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
-    devices: int | Literal["auto"] = "auto"
+    devices: int | Literal["auto"] = Field(1, description="devices to train on; 'auto' takes one")
     deterministic: bool = False

@@ -86,7 +86,7 @@ def prepare_data(cfg: ExperimentConfig, data: Any = None) -> PreparedData:
     train_store = stores["train"]
     standardizer = Standardizer.fit(
         train_store.read, indices["train"], cfg.data.standardize,
-        standardize_targets=cfg.data.standardize.targets and spec.target_kind == "value",
+        standardize_targets=cfg.data.standardize.targets and loss.meta["task"] == "regression",
     )
     return PreparedData(stores, indices, spec, standardizer)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import nn
@@ -15,7 +17,7 @@ from deepscope.errors import CheckpointError
 from deepscope.training.system import model_inputs
 from deepscope.training.task import Task
 
-__all__ = ["load_net_weights", "predict_store", "save_predictions"]
+__all__ = ["load_net_weights", "predict_store", "save_predictions", "score"]
 
 
 def _to(batch: Any, device: torch.device) -> Any:
@@ -27,18 +29,20 @@ def _to(batch: Any, device: torch.device) -> Any:
 @torch.inference_mode()
 def predict_store(net: nn.Module, task: Task, store: SampleStore, indices: np.ndarray,
                   standardizer: Standardizer | None, batch_size: int = 256,
-                  device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
+                  device: str | torch.device = "cpu",
+                  loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> dict[str, np.ndarray]:
     """Predictions for ``indices`` of ``store``.
 
     Returns:
         ``index``, ``predictions`` (classes or values in data units), ``probabilities`` for
-        classification, and ``targets`` / ``sample_weights`` when the data has them.
+        classification, ``targets`` / ``sample_weights`` when the data has them, and the per-sample
+        ``loss`` when a loss function is given and the data has targets.
     """
     device = torch.device(device)
     was_training = net.training
     net.eval().to(device)
     dataset = BatchDataset(store, indices, standardizer)
-    outs, targets, weights, index = [], [], [], []
+    outs, targets, weights, index, losses = [], [], [], [], []
     for start in range(0, len(indices), batch_size):
         batch = _to(dataset[np.arange(start, min(start + batch_size, len(indices)))], device)
         out = task.shape_output(net(**model_inputs(batch)), batch.get("multiply_output_with"))
@@ -46,6 +50,8 @@ def predict_store(net: nn.Module, task: Task, store: SampleStore, indices: np.nd
         index.append(batch["index"].cpu().numpy())
         if "targets" in batch:
             targets.append(batch["targets"].cpu().numpy())
+            if loss is not None:
+                losses.append(loss(out, batch["targets"]).float().cpu().numpy())
         if "sample_weights" in batch:
             weights.append(batch["sample_weights"].cpu().numpy())
     net.train(was_training)
@@ -55,7 +61,17 @@ def predict_store(net: nn.Module, task: Task, store: SampleStore, indices: np.nd
         result["targets"] = task.targets_in_data_units(np.concatenate(targets))
     if weights:
         result["sample_weights"] = np.concatenate(weights)
+    if losses:
+        result["loss"] = np.concatenate(losses)
     return result
+
+
+def score(task: Task, result: dict[str, np.ndarray]) -> dict[str, float]:
+    """The loss (when computed) and every configured metric of a prediction result."""
+    weights = result.get("sample_weights")
+    values = {"loss": float(np.average(result["loss"], weights=weights))} if "loss" in result else {}
+    values.update(task.score(result, result["targets"], weights))
+    return values
 
 
 def load_net_weights(net: nn.Module, checkpoint: Path) -> dict[str, Any]:

@@ -143,18 +143,31 @@ def _gauss(name: str) -> Callable[..., nn.Module]:
     return build
 
 
+def _no_options(cls: type[nn.Module]) -> Callable[[], nn.Module]:
+    # torch modules take **kwargs in their signature; this one takes none, so typos are caught
+    return lambda: cls()
+
+
+def _gelu(approximate: str = "none") -> nn.Module:
+    return nn.GELU(approximate)
+
+
+def _softplus(beta: float = 1.0, threshold: float = 20.0) -> nn.Module:
+    return nn.Softplus(beta, threshold)
+
+
 _ACTIVATIONS: dict[str, Callable[..., nn.Module]] = {
-    "linear": nn.Identity,
-    "relu": nn.ReLU,
+    "linear": _no_options(nn.Identity),
+    "relu": _no_options(nn.ReLU),
     "leakyrelu": _leakyrelu,
     "elu": _elu,
-    "selu": nn.SELU,
-    "gelu": nn.GELU,
-    "swish": nn.SiLU,
-    "sigmoid": nn.Sigmoid,
-    "tanh": nn.Tanh,
+    "selu": _no_options(nn.SELU),
+    "gelu": _gelu,
+    "swish": _no_options(nn.SiLU),
+    "sigmoid": _no_options(nn.Sigmoid),
+    "tanh": _no_options(nn.Tanh),
     "softmax": _softmax,
-    "softplus": nn.Softplus,
+    "softplus": _softplus,
     "gauss": _gauss("gauss"),
     "gauss_f": _gauss("gauss_f"),
     "pgauss": _gauss("pgauss"),
@@ -196,11 +209,15 @@ def make_normalization(spec: Component | None, channels: int, spatial_dims: int,
     name = NORMALIZATIONS.canonical(spec.class_name, path)
     cfg = dict(spec.config)
     if name == "batch":
-        allowed = {"momentum", "eps", "affine"}
-        _only(cfg, allowed, path)
-        momentum = cfg.pop("momentum", 0.01)  # Keras' 0.99 moving average = torch momentum 0.01
-        return _BATCHNORM[spatial_dims](channels, momentum=momentum, **cfg)
-    _only(cfg, {"groups", "eps", "affine"}, path)
+        # Keras' options and defaults (DeepCalo's configs are Keras configs): momentum is the weight of
+        # the running average (0.99 = torch momentum 0.01), epsilon 1e-3.
+        _only(cfg, {"momentum", "epsilon", "eps", "affine"}, path)
+        momentum = 1.0 - float(cfg.pop("momentum", 0.99))
+        eps = float(cfg.pop("epsilon", cfg.pop("eps", 1e-3)))
+        return _BATCHNORM[spatial_dims](channels, eps=eps, momentum=momentum, **cfg)
+    _only(cfg, {"groups", "epsilon", "eps", "affine"}, path)
+    if "epsilon" in cfg:
+        cfg["eps"] = cfg.pop("epsilon")
     if name == "layer":
         groups = 1
     elif name == "instance":

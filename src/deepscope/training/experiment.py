@@ -24,7 +24,7 @@ from deepscope.data.spec import InputSpec
 from deepscope.data.standardize import Standardizer
 from deepscope.errors import CheckpointError, ConfigError, DataError, DeepscopeError, TrainingDiverged
 from deepscope.evaluation import plots
-from deepscope.evaluation.predict import load_net_weights, predict_store, save_predictions
+from deepscope.evaluation.predict import load_net_weights, predict_store, save_predictions, score
 from deepscope.losses import make_loss
 from deepscope.models.build import build_model
 from deepscope.models.summary import summarize
@@ -67,11 +67,19 @@ def _loader(prepared: PreparedData, split: str, cfg: ExperimentConfig, shuffle: 
                        pin_memory=torch.cuda.is_available() and cfg.train.accelerator != "cpu")
 
 
-def _epochs_done(path: Path) -> int:
-    """Epochs whose training finished before ``path`` was saved (a mid-epoch save counts that epoch out)."""
+def _resume_state(path: Path, cfg: ExperimentConfig) -> tuple[int, str | None]:
+    """Epochs whose training finished before ``path`` was saved (a mid-epoch save counts that epoch
+    out), and why there is nothing left to train, if so."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        return int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+        done = int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+        for key, state in ckpt.get("callbacks", {}).items():
+            if key.startswith("EarlyStopping") and cfg.train.early_stopping.use and \
+                    int(state.get("wait_count", 0)) >= cfg.train.early_stopping.patience:
+                return done, f"it stopped early after epoch {done} (no improvement for {state['wait_count']} epochs)"
+        if done >= cfg.train.epochs:
+            return done, f"it has trained all {cfg.train.epochs} epochs; raise train.epochs to continue"
+        return done, None
     except Exception as exc:
         raise CheckpointError(f"checkpoint '{path}' cannot be read ({type(exc).__name__}: {exc}); "
                               "move it away to start over") from None
@@ -103,7 +111,7 @@ class Experiment:
         """
         cfg = self.cfg
         run, resume = open_run(cfg, new_version)
-        resume_epoch = _epochs_done(run.last) if resume else None
+        resume_epoch, finished = _resume_state(run.last, cfg) if resume else (None, None)
         prepared = prepare_data(cfg, self.data)
         spec = prepared.spec
         if spec.multiply_output_with and cfg.data.standardize.targets:
@@ -112,7 +120,8 @@ class Experiment:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         net = build_model(cfg.model, spec, cfg.train.loss.class_name)
         task = _task(cfg, spec, prepared.standardizer)
-        system = SupervisedSystem(net, make_loss(cfg.train.loss), task, cfg.train.optimizer, cfg.train.lr,
+        loss = make_loss(cfg.train.loss)
+        system = SupervisedSystem(net, loss, task, cfg.train.optimizer, cfg.train.lr,
                                   epoch_lines=not shows_progress_bar(cfg))
         summary = summarize(net, spec)
         system.configure_optimizers()  # optimizer options are checked before anything is written
@@ -130,7 +139,10 @@ class Experiment:
         if "val" in prepared.indices:
             loaders["val_dataloaders"] = _loader(prepared, "val", cfg, shuffle=False)
         try:
-            trainer.fit(system, **loaders, ckpt_path=str(run.last) if resume else None, weights_only=True)
+            if finished:
+                log.info(f"nothing to train in {run.path}: {finished}")
+            else:
+                trainer.fit(system, **loaders, ckpt_path=str(run.last) if resume else None, weights_only=True)
         except TrainingDiverged as exc:
             kept = f"; the last good checkpoint is {run.last}" if run.last.exists() else "; no checkpoint was written"
             raise TrainingDiverged(str(exc) + kept) from None
@@ -142,13 +154,19 @@ class Experiment:
             raise Interrupted("interrupted before the first step; nothing was saved") from exc
         if trainer.interrupted:
             raise Interrupted(f"interrupted; progress is in {run.last}")
+        stopper = trainer.early_stopping_callback
+        if stopper is not None and stopper.stopped_epoch > 0:
+            log.info(f"early stopping: {stopper.monitor} did not improve by more than {stopper.min_delta} for "
+                     f"{stopper.patience} epochs; stopped after epoch {stopper.stopped_epoch + 1}")
 
         weights = run.weights_for_evaluation(cfg.train.restore_best_weights)
         load_net_weights(net, weights)
-        metrics = self._finish(run, net, task, prepared)
-        return RunResult(run.path, metrics, weights, int(trainer.current_epoch), resume)
+        metrics = self._finish(run, net, task, prepared, loss)
+        epochs = resume_epoch if finished else int(trainer.current_epoch)
+        return RunResult(run.path, metrics, weights, int(epochs or 0), resume)
 
-    def _finish(self, run: RunDir, net: torch.nn.Module, task: Task, prepared: PreparedData) -> dict[str, dict[str, float]]:
+    def _finish(self, run: RunDir, net: torch.nn.Module, task: Task, prepared: PreparedData,
+                loss: Any) -> dict[str, dict[str, float]]:
         cfg = self.cfg
         metrics: dict[str, dict[str, float]] = {}
         device = "cuda" if torch.cuda.is_available() and cfg.train.accelerator != "cpu" else "cpu"
@@ -156,8 +174,8 @@ class Experiment:
             if split not in prepared.indices:
                 continue
             result = predict_store(net, task, prepared.stores[split], prepared.indices[split], prepared.standardizer,
-                                   batch_size=max(cfg.train.batch_size, 256), device=device)
-            metrics[split] = task.score(result, result["targets"], result.get("sample_weights"))
+                                   batch_size=max(cfg.train.batch_size, 256), device=device, loss=loss)
+            metrics[split] = score(task, result)
             if cfg.log.predictions:
                 save_predictions(result, run.predictions / f"{split}.npz")
             if cfg.log.figures:
@@ -202,16 +220,17 @@ def _load_run(run_dir: str | Path, checkpoint: str | Path | None = None, overrid
     spec = InputSpec.load(run.input_spec)
     standardizer = Standardizer.load(run.standardization)
     net = build_model(cfg.model, spec)
-    load_net_weights(net, Path(checkpoint) if checkpoint else run.weights_for_evaluation(True))
+    weights = Path(checkpoint) if checkpoint else run.weights_for_evaluation(cfg.train.restore_best_weights)
+    load_net_weights(net, weights)
     return _Loaded(cfg, run, spec, standardizer, net, _task(cfg, spec, standardizer))
 
 
 def evaluate(run_dir: str | Path, split: str = "test", data: Any = None,
              checkpoint: str | Path | None = None, overrides: Any = ()) -> dict[str, float]:
-    """Recompute metrics on a split from the run's best checkpoint and its saved standardization.
+    """Recompute the loss and metrics on a split from the run's checkpoint and saved standardization.
 
-    Writes ``evaluation/<split>_metrics.json`` in the run folder and returns the metrics (the loss
-    is not included; the metrics are the configured ones). ``overrides`` change the stored config
+    The checkpoint is best.ckpt (last.ckpt when ``train.restore_best_weights`` is false), unless
+    ``checkpoint`` names one. Writes ``evaluation/<split>_metrics.json`` in the run folder. ``overrides`` change the stored config
     for this evaluation only (e.g. ``data.path=other.npz``).
     """
     quiet_lightning()
@@ -225,8 +244,9 @@ def evaluate(run_dir: str | Path, split: str = "test", data: Any = None,
         raise DataError(f"the data of run '{loaded.run.path}' has no '{split}' split "
                         f"(it has {', '.join(prepared.indices)})")
     result = predict_store(loaded.net, loaded.task, prepared.stores[split], prepared.indices[split],
-                           loaded.standardizer, batch_size=max(cfg.train.batch_size, 256))
-    metrics = loaded.task.score(result, result["targets"], result.get("sample_weights"))
+                           loaded.standardizer, batch_size=max(cfg.train.batch_size, 256),
+                           loss=make_loss(cfg.train.loss))
+    metrics = score(loaded.task, result)
     metrics = {"samples": float(len(result["index"])), **metrics}
     atomic_write_text(loaded.run.path / "evaluation" / f"{split}_metrics.json", json.dumps(metrics, indent=2))
     return metrics

@@ -28,6 +28,8 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*`isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
+    # a run cut short by train.max_steps can end before its first validation
+    warnings.filterwarnings("ignore", message=".*could not find the monitored key in the returned metrics.*")
 
 
 def monitor_mode(monitor: str) -> str:
@@ -47,12 +49,15 @@ def build_trainer(cfg: ExperimentConfig, run: RunDir, resume_epoch: int | None,
     quiet_lightning()
     t = cfg.train
     monitor = t.monitor
-    checkpoint = ModelCheckpoint(
+    best = ModelCheckpoint(
         dirpath=run.checkpoints, filename="best", monitor=monitor, mode=monitor_mode(monitor),
-        save_top_k=1, save_last=True, enable_version_counter=False, auto_insert_metric_name=False,
+        save_top_k=1, save_last=False, enable_version_counter=False, auto_insert_metric_name=False,
     )
+    # Lightning's save_last only rewrites last.ckpt when a new best is saved; this one saves every epoch.
+    last = ModelCheckpoint(dirpath=run.checkpoints, filename="last", monitor=None, save_top_k=1,
+                           every_n_epochs=1, enable_version_counter=False, auto_insert_metric_name=False)
     interrupt = InterruptCheckpoint(run.last)
-    callbacks: list[L.Callback] = [checkpoint, interrupt, LoaderProgress(), *extra_callbacks]
+    callbacks: list[L.Callback] = [best, last, interrupt, LoaderProgress(), *extra_callbacks]
     if t.early_stopping.use:
         es_monitor = t.early_stopping.monitor or monitor
         callbacks.append(EarlyStopping(monitor=es_monitor, mode=monitor_mode(es_monitor),

@@ -26,10 +26,9 @@ class DenseLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., in) -> (..., out)
         x = self.dropout(self.linear(x))
-        if not isinstance(self.norm, nn.Identity):
-            lead = x.shape[:-1]
-            x = self.norm(x.reshape(-1, x.shape[-1])).reshape(*lead, x.shape[-1])
-        return self.act(x)
+        lead = x.shape[:-1]
+        x = x.reshape(-1, x.shape[-1])  # (N, C): norms and per-channel activations see features on dim 1
+        return self.act(self.norm(x)).reshape(*lead, x.shape[-1])
 
 
 class DenseStack(nn.Module):
