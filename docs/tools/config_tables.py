@@ -65,22 +65,24 @@ MEANINGS: dict[str, str] = {
     "DataBase.num_workers": "Background worker processes that read and standardize batches (0: in the main process).",
     "DataBase.check_finite": "Refuse data that holds NaN or inf before training starts.",
     "NpzData.source": "`npz` (alias `numpy`).",
-    "NpzData.path": "The `.npz` file. Required.",
+    "NpzData.path": "The `.npz` file. Required. A relative path is taken from the current folder when the config is "
+                    "validated and stored absolute, so `evaluate` and `predict` work from any folder.",
     "DigitsData.source": "`sklearn_digits` (alias `digits`).",
     "DigitsData.n_samples": "Use only the first n of the 1797 images (20 to 1797).",
     "DigitsData.one_hot": "Give targets as one-hot float vectors (N, 10) instead of integer labels (N,).",
     "SplitConfig.train": "Training part. With fractions: `null` means \"everything not in val/test\". "
                          "Or an index list / `\"start:stop\"` range.",
     "SplitConfig.val": "Validation part: a fraction in [0, 1), an index list, or a `\"start:stop\"` range. "
-                       "With index lists, parts you leave out are empty.",
-    "SplitConfig.test": "Test part, same forms as `val`.",
+                       "The default 0.15 applies only with fractions: with index lists, a part you leave out is empty.",
+    "SplitConfig.test": "Test part, same forms and default as `val`.",
     "SplitConfig.shuffle": "Shuffle (seeded by `seed`) before cutting fractions. Ignored for index lists.",
     "StandardizeConfig.images": "`per_channel`: one mean/std per image channel; `global`: one per image input; "
                                 "`none`: leave images as they are.",
     "StandardizeConfig.scalars": "Standardize each scalar feature.",
     "StandardizeConfig.tracks": "Standardize each track feature over real tracks; zero-padded tracks stay zero.",
     "StandardizeConfig.targets": "Standardize regression targets; predictions and metrics are mapped back to data "
-                                 "units. Meant for regression only (see [Data](data.md#standardization)).",
+                                 "units. Regression only: `true` with a classification loss is a config error "
+                                 "(see [Data](data.md#standardization)).",
     "CombinedParams.architecture": "The registered network. `combined` (alias `deepcalo`) is the only one today.",
     "CombinedParams.cnn": "CNN over the images (used when the data has images).",
     "CombinedParams.top": "Dense head that produces the output (always used).",
@@ -92,8 +94,8 @@ MEANINGS: dict[str, str] = {
                                  "`deepscope list activations`.",
     "SubmodelConfig.normalization": "Normalization after every hidden layer, before the activation; `null` = none. "
                                     "`batch`, `layer`, `instance`, `group`.",
-    "SubmodelConfig.dropout": "Dropout rate after every hidden dense layer. Has no effect in `cnn` yet "
-                              "(DeepCalo used DropBlock there; planned).",
+    "SubmodelConfig.dropout": "Dropout rate after every hidden dense layer. In `cnn` only `null` is accepted: "
+                              "DropBlock (DeepCalo's dropout for conv layers) is not available yet.",
     "CNNConfig.cnn_type": "Only `simple` exists today (DeepCalo's `res` is planned).",
     "CNNConfig.conv_dim": "2 or 3. Inferred from the images when `null`; checked against them when given.",
     "CNNConfig.block_depths": "Number of conv units in each block. Block i > 0 starts with a downsampling step "
@@ -105,7 +107,7 @@ MEANINGS: dict[str, str] = {
     "CNNConfig.init_strides": "Stride of the very first convolution: an int or one int per spatial dim.",
     "CNNConfig.rest_strides": "Stride of every other convolution.",
     "CNNConfig.cardinality": "Groups of the grouped convolutions used in every unit but the first; must divide "
-                             "`n_init_filters`.",
+                             "`n_init_filters` (checked by validation).",
     "CNNConfig.use_squeeze_and_excite": "Add a squeeze-and-excite block after each unit's activation.",
     "CNNConfig.squeeze_and_excite_ratio": "Channel reduction r of squeeze-and-excite; `n_init_filters // r` must be ≥ 1.",
     "CNNConfig.globalavgpool": "Average each final feature map to one number instead of flattening.",
@@ -131,14 +133,17 @@ MEANINGS: dict[str, str] = {
                            "`train_loss`, `val_<metric>` or `train_<metric>`.",
     "TrainConfig.early_stopping": "Stop when the monitored value stops improving.",
     "TrainConfig.restore_best_weights": "Compute the final val/test metrics and predictions with `best.ckpt` "
-                                        "(`false`: with the last weights).",
+                                        "(`false`: with `last.ckpt`, the last epoch's weights). `evaluate` and "
+                                        "`predict` use the same checkpoint.",
     "TrainConfig.gradient_clip_val": "Clip the gradient norm to this value; `null` = no clipping.",
     "TrainConfig.accumulate_grad_batches": "Sum gradients over this many batches per optimizer step.",
     "TrainConfig.max_steps": "Stop after this many optimizer steps (smoke tests); `null` = no limit.",
-    "TrainConfig.precision": "Numeric precision. A string: write `'32'` or `'64'` with quotes (an unquoted 32 is "
-                           "a number and is refused). `bf16-mixed` suits recent GPUs.",
+    "TrainConfig.precision": "Numeric precision. An unquoted `32` or `64` is read as `'32'` or `'64'`. "
+                           "`bf16-mixed` suits recent GPUs.",
     "TrainConfig.accelerator": "`auto`, `cpu`, `gpu`, `cuda` (same as `gpu`) or `mps`.",
-    "TrainConfig.devices": "Number of devices, or `auto`.",
+    "TrainConfig.devices": "Devices to train on. Only `1` or `auto` is accepted: several devices need distributed "
+                           "training, which is not available yet. `auto` is passed to Lightning as it is "
+                           "(see [Training](training.md#devices-and-precision)).",
     "TrainConfig.deterministic": "Use deterministic algorithms where torch has them (slower).",
     "EarlyStoppingConfig.use": "Turn early stopping on.",
     "EarlyStoppingConfig.patience": "Epochs without improvement before stopping.",

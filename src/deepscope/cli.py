@@ -179,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", parents=[sub_common, overrides], help="recompute metrics of a run on a split")
     p.add_argument("run", help="run folder (runs/<name>)")
     p.add_argument("--split", choices=("test", "val", "train"), default="test")
-    p.add_argument("--checkpoint", help="checkpoint file (default: the run's best, else last)")
+    p.add_argument("--checkpoint", help="checkpoint file (default: best.ckpt, or last.ckpt when "
+                                        "train.restore_best_weights is false)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", parents=[sub_common, overrides], help="apply a run's model to new data")
@@ -187,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help=".npz with images/<name>, scalars, tracks (targets optional)")
     p.add_argument("--output", required=True, help="where to write the predictions (.npz)")
     p.add_argument("--channels", choices=("last", "first"), help="image layout in --input (default: the run's)")
-    p.add_argument("--checkpoint", help="checkpoint file (default: the run's best, else last)")
+    p.add_argument("--checkpoint", help="checkpoint file (default: best.ckpt, or last.ckpt when "
+                                        "train.restore_best_weights is false)")
     p.set_defaults(func=cmd_predict)
     return parser
 

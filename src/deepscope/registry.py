@@ -154,5 +154,6 @@ def check_kwargs(target: Callable[..., Any], kwargs: dict[str, Any], path: str,
     for key in kwargs:
         if key not in allowed:
             raise ConfigError(
-                f"{path}.{key}: unknown option{did_you_mean(key, allowed)} (allowed: {', '.join(allowed) or 'none'})"
+                f"{path}.{key}: unknown option{did_you_mean(key, allowed)} "
+                + (f"(allowed: {', '.join(allowed)})" if allowed else "(it takes no options)")
             )

@@ -104,7 +104,8 @@ def pool(kind: str, spatial_dims: int, factors: Sequence[int]) -> nn.Module:
 class GaussActivation(nn.Module):
     """DeepCalo's gate activations: exp(-(x/α)²) and its flip 1 - exp(-(x/α)²).
 
-    ``gauss``/``gauss_f`` fix α = 1; ``pgauss``/``pgauss_f`` learn α, initialised from ``init``.
+    ``gauss``/``gauss_f`` keep α fixed at ``init`` (default 1); ``pgauss``/``pgauss_f`` learn α,
+    starting from ``init``.
     """
 
     def __init__(self, flipped: bool, trainable: bool, init: float = 1.0) -> None:

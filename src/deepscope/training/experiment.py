@@ -156,7 +156,7 @@ class Experiment:
             raise Interrupted(f"interrupted; progress is in {run.last}")
         stopper = trainer.early_stopping_callback
         if stopper is not None and stopper.stopped_epoch > 0:
-            log.info(f"early stopping: {stopper.monitor} did not improve by more than {stopper.min_delta} for "
+            log.info(f"early stopping: {stopper.monitor} did not improve by more than {abs(stopper.min_delta)} for "
                      f"{stopper.patience} epochs; stopped after epoch {stopper.stopped_epoch + 1}")
 
         weights = run.weights_for_evaluation(cfg.train.restore_best_weights)
@@ -272,7 +272,7 @@ def predict(run_dir: str | Path, input_path: str | Path, output_path: str | Path
     if loaded.spec.target_kind == "label" and store.targets is not None and not np.issubdtype(store.targets.dtype, np.integer):
         store.targets = store.targets.astype(np.int64)
     result = predict_store(loaded.net, loaded.task, store, np.arange(len(store)), loaded.standardizer,
-                           batch_size=max(loaded.cfg.train.batch_size, 256))
+                           batch_size=max(loaded.cfg.train.batch_size, 256), loss=make_loss(loaded.cfg.train.loss))
     save_predictions(result, Path(output_path))
     return result
 

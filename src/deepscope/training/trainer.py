@@ -77,7 +77,7 @@ def build_trainer(cfg: ExperimentConfig, run: RunDir, resume_epoch: int | None,
         max_epochs=t.epochs,
         max_steps=t.max_steps or -1,
         accelerator=t.accelerator if t.accelerator != "cuda" else "gpu",
-        devices=t.devices,
+        devices=1 if t.devices == "auto" else t.devices,  # 'auto' would take every visible GPU
         precision=t.precision,
         gradient_clip_val=t.gradient_clip_val,
         accumulate_grad_batches=t.accumulate_grad_batches,
