@@ -21,6 +21,8 @@ __all__ = [
     "NORMALIZATIONS",
     "OPTIMIZERS",
     "SOURCES",
+    "REGULARIZERS",
+    "CONSTRAINTS",
     "ALL_REGISTRIES",
 ]
 
@@ -30,7 +32,8 @@ ARCHITECTURES.declare(
     "combined",
     "deepscope.models.nets.combined:build_combined",
     aliases=("deepcalo",),
-    doc="DeepCalo's combined model: CNN over images, scalar net, track net (Deep Sets), top",
+    doc="DeepCalo's combined model: gate net, upsampling, CNN (simple/res, FiLM), network in network, "
+        "scalar net, track net (Deep Sets), FiLM generator, top",
 )
 
 # --- data sources --------------------------------------------------------------------------------
@@ -178,6 +181,21 @@ for _name, _aliases in [
 ]:
     NORMALIZATIONS.declare(_name, _A + "make_normalization", aliases=_aliases)
 
+REGULARIZERS = Registry("regularizer")
+_R = "deepscope.models.regularization:"
+REGULARIZERS.declare("l1", _R + "l1", doc="l * sum|w| (Keras default l = 0.01)")
+REGULARIZERS.declare("l2", _R + "l2", doc="l * sum w^2 (Keras default l = 0.01)")
+REGULARIZERS.declare("l1_l2", _R + "l1_l2", aliases=("l1l2",), doc="l1 * sum|w| + l2 * sum w^2 (defaults 0.01)")
+
+CONSTRAINTS = Registry("constraint")
+CONSTRAINTS.declare("max_norm", _R + "max_norm", aliases=("maxnorm", "MaxNorm"),
+                    doc="rescale each output unit's weights to norm <= max_value (default 2)")
+CONSTRAINTS.declare("unit_norm", _R + "unit_norm", aliases=("unitnorm", "UnitNorm"),
+                    doc="rescale each output unit's weights to norm 1")
+CONSTRAINTS.declare("non_neg", _R + "non_neg", aliases=("nonneg", "NonNeg"), doc="clip weights at 0 from below")
+CONSTRAINTS.declare("min_max_norm", _R + "min_max_norm", aliases=("MinMaxNorm",),
+                    doc="keep each output unit's norm in [min_value, max_value] (moved by rate)")
+
 ALL_REGISTRIES: dict[str, Registry] = {
     "architectures": ARCHITECTURES,
     "sources": SOURCES,
@@ -187,4 +205,6 @@ ALL_REGISTRIES: dict[str, Registry] = {
     "activations": ACTIVATIONS,
     "initializers": INITIALIZERS,
     "normalizations": NORMALIZATIONS,
+    "regularizers": REGULARIZERS,
+    "constraints": CONSTRAINTS,
 }

@@ -288,7 +288,8 @@ def format_errors(exc: ValidationError, root: type[BaseModel]) -> list[str]:
             expected = [m.split("; expected ", 1)[-1] for m in unique]
             lines.append(f"{path}: {found}; expected {' or '.join(expected)}")
         else:
-            lines.extend(f"{path}: {m}" for m in unique)
+            # messages that already start with a dotted key (cross-key checks) stand on their own
+            lines.extend(m if m.startswith(f"{path}.") else f"{path}: {m}" for m in unique)
     return lines
 
 

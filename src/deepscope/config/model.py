@@ -7,11 +7,12 @@ form. Defaults are DeepCalo's (``shared/reference/SEED-FACTS.md`` §1) unless no
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from deepscope.components import ACTIVATIONS, INITIALIZERS, NORMALIZATIONS
+from deepscope.components import ACTIVATIONS, CONSTRAINTS, INITIALIZERS, NORMALIZATIONS, REGULARIZERS
 from deepscope.config.common import StrictModel, component, fail
 
 __all__ = ["CNNConfig", "CombinedParams", "ModelConfig", "ScalarNetConfig", "TopConfig", "TrackNetConfig"]
@@ -19,6 +20,8 @@ __all__ = ["CNNConfig", "CombinedParams", "ModelConfig", "ScalarNetConfig", "Top
 Activation = component(ACTIVATIONS)
 Initializer = component(INITIALIZERS)
 Normalization = component(NORMALIZATIONS)
+Regularizer = component(REGULARIZERS)
+Constraint = component(CONSTRAINTS)
 
 
 def _kernel(value: Any) -> Any:
@@ -37,19 +40,40 @@ def _kernel(value: Any) -> Any:
     raise fail("kernel", f"found {value!r}; {expected}")
 
 
+class LayerRegConfig(StrictModel):
+    """Keras-style regularizers (added to the loss) and constraints (applied after each step)."""
+
+    kernel_regularizer: Regularizer | None = None
+    bias_regularizer: Regularizer | None = None
+    activity_regularizer: Regularizer | None = None
+    kernel_constraint: Constraint | None = None
+    bias_constraint: Constraint | None = None
+
+
 class SubmodelConfig(StrictModel):
     """Keys every DeepCalo submodel has."""
 
     initialization: Initializer = "orthogonal"
     activation: Activation | None = None
     normalization: Normalization | None = None
+    layer_reg: LayerRegConfig = Field(default_factory=LayerRegConfig)
     dropout: float | None = Field(None, ge=0.0, lt=1.0, description="dropout rate after each dense layer")
+
+
+class DropBlockConfig(StrictModel):
+    """DropBlock (Ghiasi et al. 2018) for convolutional layers, as keras-drop-block takes it."""
+
+    block_size: PositiveInt = 3
+    keep_prob: float = Field(0.9, gt=0.0, le=1.0, description="fraction of activations kept")
+    sync_channels: bool = Field(False, description="drop the same blocks in every channel")
 
 
 class CNNConfig(SubmodelConfig):
     """DeepCalo's CNN over the (channel-concatenated) images."""
 
-    cnn_type: Literal["simple"] = "simple"
+    cnn_type: Literal["simple", "res"] = "simple"
+    dropout: DropBlockConfig | None = Field(  # type: ignore[assignment]
+        None, description="DropBlock after each convolution: {block_size, keep_prob, sync_channels}")
     conv_dim: Literal[2, 3] | None = Field(
         None, description="2 or 3; inferred from the images when left out, checked against them when given"
     )
@@ -70,15 +94,20 @@ class CNNConfig(SubmodelConfig):
         "init_kernel_size", "rest_kernel_size", "init_strides", "rest_strides", mode="before"
     )(lambda v: _kernel(v))
 
+    @field_validator("dropout", mode="before")
+    @classmethod
+    def _dropblock_form(cls, value: Any) -> Any:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise fail("dropblock", f"found {value!r}; convolutional layers use DropBlock: give "
+                                    "{block_size: 3, keep_prob: 0.9} (a float rate is for dense layers)")
+        return value
+
     @model_validator(mode="after")
     def _dims_agree(self) -> "CNNConfig":
         for key in ("init_kernel_size", "rest_kernel_size", "init_strides", "rest_strides"):
             value = getattr(self, key)
             if isinstance(value, list) and self.conv_dim is not None and len(value) != self.conv_dim:
                 raise fail("kernel_dims", f"{key} has {len(value)} entries but conv_dim is {self.conv_dim}")
-        if self.dropout is not None:
-            raise fail("cnn_dropout", "dropout for convolutional layers (DropBlock) is not available yet; "
-                                      "set model.cnn.dropout: null and use model.top.dropout for dense layers")
         if self.cardinality > 1 and self.n_init_filters % self.cardinality:
             raise fail("cardinality", f"cardinality {self.cardinality} must divide n_init_filters "
                                       f"{self.n_init_filters} (grouped convolutions split the channels evenly)")
@@ -100,11 +129,14 @@ class TopConfig(SubmodelConfig):
     final_activation: Activation | None = None
 
 
+ConnectTo = list[Literal["top", "FiLM_gen"]]
+
+
 class ScalarNetConfig(SubmodelConfig):
     """Dense layers over the scalars (``units: []`` passes them through)."""
 
     units: list[PositiveInt] = Field(default_factory=list)
-    connect_to: list[Literal["top"]] = Field(default_factory=lambda: ["top"])
+    connect_to: ConnectTo = Field(default_factory=lambda: ["top"])
 
 
 class TrackNetConfig(SubmodelConfig):
@@ -112,7 +144,66 @@ class TrackNetConfig(SubmodelConfig):
 
     phi_units: list[PositiveInt] = Field(default_factory=lambda: [64])
     rho_units: list[PositiveInt] = Field(default_factory=lambda: [64])
-    connect_to: list[Literal["top"]] = Field(default_factory=lambda: ["top"])
+    connect_to: ConnectTo = Field(default_factory=lambda: ["top"])
+
+
+class NetworkInNetworkConfig(SubmodelConfig):
+    """1×1 convolutions on the CNN's feature maps (Lin et al. 2013), optionally globally pooled."""
+
+    use: bool = False
+    units: list[PositiveInt] = Field(default_factory=lambda: [64])
+    strides: Any = 1
+    globalavgpool: bool = False
+
+    _check_strides = field_validator("strides", mode="before")(lambda v: _kernel(v))
+
+
+class FiLMGenConfig(SubmodelConfig):
+    """Dense layers from the connected scalar/track features to one (γ, β) pair per CNN channel."""
+
+    use: bool = False
+    units: list[PositiveInt] = Field(default_factory=lambda: [64])
+
+
+class GateNetConfig(SubmodelConfig):
+    """Per-pixel MLP over a ``gate_<name>`` image, giving a gate in [0, 1] merged into image ``<name>``."""
+
+    units: list[PositiveInt] = Field(default_factory=list)
+    use_res: bool = False
+    final_activation: Activation | None = None
+    final_activation_init: list[float] = Field(default_factory=lambda: [1.0], min_length=1, max_length=1)
+    merge_method: Literal["multiply", "concatenate"] = "concatenate"
+
+
+class UpsamplingConfig(StrictModel):
+    """Upsample every image to a common size by integer factors, conserving the summed energy."""
+
+    use: bool = False
+    wanted_size: list[PositiveInt] = Field(default_factory=lambda: [100, 100], min_length=2, max_length=3)
+    interpolation: Literal["nearest", "bilinear"] = Field(
+        "nearest", description="'bilinear' is trilinear for 3D images")
+
+
+class PretrainedModelConfig(StrictModel):
+    """Load named submodels/layers from an earlier run and optionally freeze them."""
+
+    use: bool = False
+    weights_path: Path | None = Field(None, description="a run folder, or a checkpoint file inside one")
+    params_path: Path | None = Field(None, description="the earlier run's config.yaml, if not beside the weights")
+    layers_to_load: list[str] = Field(default_factory=list)
+    freeze_loaded_layers: bool | list[bool] = False
+
+    @model_validator(mode="after")
+    def _complete(self) -> "PretrainedModelConfig":
+        if self.use and self.weights_path is None:
+            raise fail("pretrained_path", "use is true but weights_path is missing")
+        if self.use and not self.layers_to_load:
+            raise fail("pretrained_layers", "use is true but layers_to_load is empty: name the submodels to load "
+                                            "(e.g. [cnn, scalar_net])")
+        if isinstance(self.freeze_loaded_layers, list) and len(self.freeze_loaded_layers) != len(self.layers_to_load):
+            raise fail("pretrained_freeze", f"freeze_loaded_layers has {len(self.freeze_loaded_layers)} entries "
+                                            f"but layers_to_load has {len(self.layers_to_load)}")
+        return self
 
 
 class CombinedParams(StrictModel):
@@ -120,9 +211,32 @@ class CombinedParams(StrictModel):
 
     architecture: Literal["combined"] = "combined"
     cnn: CNNConfig = Field(default_factory=CNNConfig)
+    network_in_network: NetworkInNetworkConfig = Field(default_factory=NetworkInNetworkConfig)
     top: TopConfig = Field(default_factory=TopConfig)
     scalar_net: ScalarNetConfig = Field(default_factory=ScalarNetConfig)
     track_net: TrackNetConfig = Field(default_factory=TrackNetConfig)
+    FiLM_gen: FiLMGenConfig = Field(default_factory=FiLMGenConfig)
+    gate_net: GateNetConfig = Field(default_factory=GateNetConfig)
+    upsampling: UpsamplingConfig = Field(default_factory=UpsamplingConfig)
+    pretrained_model: PretrainedModelConfig = Field(default_factory=PretrainedModelConfig)
+
+    @model_validator(mode="after")
+    def _submodels_agree(self) -> "CombinedParams":
+        feeds = [f"model.{n}.connect_to" for n in ("scalar_net", "track_net")
+                 if "FiLM_gen" in getattr(self, n).connect_to]
+        if self.FiLM_gen.use and not feeds:
+            raise fail("film_unconnected", "model.FiLM_gen.use is true but neither model.scalar_net.connect_to nor "
+                                           "model.track_net.connect_to contains 'FiLM_gen': FiLM needs an input")
+        if feeds and not self.FiLM_gen.use:
+            raise fail("film_off", f"{' and '.join(feeds)} contain 'FiLM_gen' but model.FiLM_gen.use is false")
+        if self.network_in_network.use and self.cnn.globalavgpool:
+            raise fail("nin_gap", "model.cnn.globalavgpool and model.network_in_network.use are both true: the "
+                                  "network in network works on the CNN's feature maps; pool at its end instead "
+                                  "(model.network_in_network.globalavgpool)")
+        if self.upsampling.use and self.cnn.conv_dim is not None and len(self.upsampling.wanted_size) != self.cnn.conv_dim:
+            raise fail("upsampling_dims", f"model.upsampling.wanted_size has {len(self.upsampling.wanted_size)} "
+                                          f"entries but model.cnn.conv_dim is {self.cnn.conv_dim}")
+        return self
 
 
 ModelConfig = Annotated[Union[CombinedParams], Field(discriminator="architecture")]
