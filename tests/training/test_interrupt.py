@@ -27,6 +27,9 @@ SCRIPT = textwrap.dedent("""
     from deepscope.components import LOSSES
 
     trigger, sig = int(sys.argv[2]), int(sys.argv[3])
+    # a process started from a backgrounded, non-interactive shell inherits SIGINT ignored;
+    # a terminal's Ctrl-C reaches Python's default handler, so restore it
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     calls = {"n": 0}
 
     def ce_signal(pred, target):
