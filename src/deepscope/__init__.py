@@ -22,6 +22,7 @@ __all__ = [
     "Experiment",
     "ExperimentConfig",
     "Interrupted",
+    "ModelContainer",
     "RunResult",
     "TrainingDiverged",
     "evaluate",
@@ -34,6 +35,10 @@ _LAZY = {"Experiment", "Interrupted", "RunResult", "train", "evaluate", "predict
 
 
 def __getattr__(name: str) -> Any:
+    if name == "ModelContainer":
+        from deepscope.compat.deepcalo import ModelContainer
+
+        return ModelContainer
     if name in _LAZY:
         from deepscope.training import experiment
 

@@ -51,6 +51,20 @@ SOURCES.declare(
     doc="a NumPy .npz file: images/<name>, scalars, tracks, targets, sample_weights (optionally under train/ val/ test/)",
 )
 SOURCES.declare(
+    "atlas_hdf5",
+    "deepscope.data.atlas:load_atlas_hdf5",
+    aliases=("atlas", "deepcalo_hdf5"),
+    doc="DeepCalo's ATLAS HDF5 layout: {set}/{img}_Lr{k} image layers, (N,) scalars, ragged (vlen) track "
+        "features, ratio targets, n_points; read in whole batches, lazily when larger than memory",
+)
+SOURCES.declare(
+    "calorimeter",
+    "deepscope.data.sources:load_calorimeter",
+    aliases=("atlas_calorimeter", "calo_sim"),
+    doc="simulated ATLAS calorimeter electrons (toy): images + gate images, scalars, tracks, true energy "
+        "target, accordion energy to multiply with; optionally written to and read back from ATLAS HDF5",
+)
+SOURCES.declare(
     "sklearn_digits",
     "deepscope.data.sources:load_sklearn_digits",
     aliases=("digits",),

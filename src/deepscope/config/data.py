@@ -1,7 +1,8 @@
 """The ``data`` section: where samples come from, how they are split and standardized.
 
 One model per source, told apart by ``data.source`` (a discriminated union). Options shared by all
-sources live in :class:`DataBase`.
+sources live in :class:`DataCommon`; sources that read user arrays of either channel order add
+``channels`` (:class:`DataBase`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,18 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, field_validator, model_validator
 
 from deepscope.config.common import StrictModel, fail
+from deepscope.errors import did_you_mean
 
-__all__ = ["ArraysData", "DataConfig", "DigitsData", "NpzData", "SplitConfig", "StandardizeConfig"]
+__all__ = [
+    "ArraysData",
+    "AtlasHDF5Data",
+    "CalorimeterData",
+    "DataConfig",
+    "DigitsData",
+    "NpzData",
+    "SplitConfig",
+    "StandardizeConfig",
+]
 
 _RANGE = re.compile(r"^\s*(\d*)\s*:\s*(\d*)\s*$")
 
@@ -110,18 +121,23 @@ class StandardizeConfig(StrictModel):
     targets: bool = False
 
 
-class DataBase(StrictModel):
+class DataCommon(StrictModel):
     """Options every source shares."""
 
     split: SplitConfig | None = None
     standardize: StandardizeConfig = Field(default_factory=StandardizeConfig)
+    num_workers: int = Field(0, ge=0, description="background processes that load batches")
+    check_finite: bool = Field(True, description="refuse data with NaN or inf before training")
+
+
+class DataBase(DataCommon):
+    """Options of the sources that read user arrays (either channel order)."""
+
     channels: Literal["last", "first"] = Field(
         "last",
         description="where the channel axis of image arrays is: 'last' (N, H, W, C) as in DeepCalo "
         "and Keras, or 'first' (N, C, H, W) as in PyTorch. (N, H, W) images get one channel.",
     )
-    num_workers: int = Field(0, ge=0, description="background processes that load batches")
-    check_finite: bool = Field(True, description="refuse data with NaN or inf before training")
 
 
 class ArraysData(DataBase):
@@ -152,4 +168,264 @@ class DigitsData(DataBase):
     one_hot: bool = Field(False, description="targets as one-hot vectors instead of integer labels")
 
 
-DataConfig = Annotated[Union[ArraysData, NpzData, DigitsData], Field(discriminator="source")]
+_SET_NAMES = ("train", "val", "test")
+
+
+def _no_split(value: Any, source: str, instead: str) -> Any:
+    if value is not None:
+        raise fail("split_given", f"data.source '{source}' comes split into train/val/test; remove data.split "
+                                  f"({instead})")
+    return value
+
+
+def _names(value: list[str], what: str) -> list[str]:
+    seen: set[str] = set()
+    for name in value:
+        if not name:
+            raise fail("empty_name", f"found an empty {what} name")
+        if name in seen:
+            raise fail("repeated_name", f"'{name}' is listed twice")
+        seen.add(name)
+    return value
+
+
+def _n_points_part(value: Any, where: str) -> Any:
+    expected = "expected null (all events), a number n (the first n events) or a list of event indices"
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise fail("n_points", f"{where}: found {value!r}; {expected}")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 1e3 in YAML
+    if isinstance(value, int):
+        if value < 1:
+            raise fail("n_points", f"{where}: found {value}; the number of events must be at least 1")
+        return value
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise fail("n_points", f"{where}: found an empty list; {expected}")
+        if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in value):
+            raise fail("n_points", f"{where}: found {list(value)[:5]!r}; indices must be non-negative integers")
+        if len(set(value)) != len(value):
+            raise fail("n_points", f"{where}: the index list repeats indices")
+        return list(value)
+    raise fail("n_points", f"{where}: found {value!r}; {expected}")
+
+
+class AtlasHDF5Data(DataCommon):
+    """DeepCalo's ATLAS HDF5 layout: one group per set, one dataset per image layer, scalar or track
+    feature, read in whole batches (lazily for data larger than memory).
+
+    Keys are ``{set}/{name}``. An image ``img`` is the datasets ``{set}/{img}_Lr{k}`` (N, H, W) or
+    (N, D, H, W), one channel each, in increasing k (DeepCalo stacks them channels last; deepscope
+    holds them channels first). Scalars are (N,) datasets; each track feature is a ragged (vlen)
+    (N,) dataset of per-event tracks (or an already padded (N, T) one), zero-padded after the real
+    tracks to ``max_tracks``.
+    """
+
+    source: Literal["atlas_hdf5"]
+    path: Path = Field(description="the HDF5 file; a relative path is taken from the current folder and "
+                                   "stored absolute, so evaluate/predict work from anywhere")
+    sets: dict[str, str | None] = Field(
+        default_factory=lambda: {"train": "train", "val": "val", "test": "test"},
+        description="split name (train, val, test) -> group name in the file; train is required, "
+                    "leave val or test out (or set it to null) to go without them")
+    images: list[str] = Field(default_factory=list,
+                              description="image names; image 'img' is the datasets '{set}/img_Lr{k}', "
+                                          "one channel each, in increasing k")
+    gate_images: bool = Field(True, description="also load 'gate_<img>' (same _Lr{k} rule) for every image that "
+                                                "has one in the file, for DeepCalo's gate net")
+    scalars: list[str] = Field(default_factory=list, description="scalar datasets '{set}/name', (N,) each, "
+                                                                 "stacked to (N, S) in this order")
+    tracks: list[str] = Field(default_factory=list,
+                              description="one dataset per track feature: ragged (vlen) (N,) lists of "
+                                          "per-event tracks, stacked to (N, T, F) in this order")
+    max_tracks: int | None = Field(None, ge=1, description="T: tracks are zero-padded after the real ones to this "
+                                                           "many, and an event's tracks beyond it are cut; null = "
+                                                           "the most tracks of any event in the configured sets")
+    target: str | list[str] = Field(description="the target dataset, or [numerator, denominator]: their ratio")
+    multiply_output_with: str | None = Field(None, description="(N,) dataset the model's output is multiplied "
+                                                               "with (DeepCalo: the accordion energy)")
+    sample_weights: str | None = Field(None, description="(N,) dataset of per-event weights for the loss and metrics")
+    n_points: dict[str, Any] = Field(
+        default_factory=dict,
+        description="events to use per split: null = all, n = the first n, a list = those event indices "
+                    "(used in increasing order)")
+    lazy: Literal["auto"] | bool = Field(
+        "auto", description="read batches from the file as training goes (true) or load the selected events "
+                            "into memory once (false); auto: in memory when they take less than 1 GiB")
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    @field_validator("split")
+    @classmethod
+    def _no_split(cls, value: Any) -> Any:
+        return _no_split(value, "atlas_hdf5", "data.sets names its groups; use data.n_points to use fewer events")
+
+    @field_validator("sets")
+    @classmethod
+    def _sets(cls, value: dict[str, str | None]) -> dict[str, str | None]:
+        for key, group in value.items():
+            if key not in _SET_NAMES:
+                raise fail("set_name", f"unknown split '{key}'{did_you_mean(key, _SET_NAMES)} "
+                                       "(allowed: train, val, test)")
+            if group == "":
+                raise fail("set_name", f"'{key}': found an empty group name")
+        if value.get("train") is None:
+            raise fail("set_name", "needs 'train' (the group to train on)")
+        return {k: value[k] for k in _SET_NAMES if value.get(k) is not None}
+
+    @field_validator("images", "scalars", "tracks")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        return _names(value, "dataset")
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and (len(value) != 2 or not all(value)):
+            raise fail("target", f"found {value!r}; expected a dataset name or a [numerator, denominator] pair")
+        if isinstance(value, str) and not value:
+            raise fail("target", "found an empty dataset name")
+        return value
+
+    @field_validator("n_points")
+    @classmethod
+    def _n_points(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if key not in _SET_NAMES:
+                raise fail("set_name", f"unknown split '{key}'{did_you_mean(key, _SET_NAMES)} "
+                                       "(allowed: train, val, test)")
+        return {k: _n_points_part(value[k], k) for k in _SET_NAMES if k in value}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "AtlasHDF5Data":
+        if not (self.images or self.scalars or self.tracks):
+            raise fail("no_inputs", "no inputs: name at least one dataset in data.images, data.scalars or "
+                                    "data.tracks")
+        extra = [k for k in self.n_points if k not in self.sets]
+        if extra:
+            raise fail("n_points", f"data.n_points.{extra[0]} is given but data.sets has no '{extra[0]}' "
+                                   f"(sets: {', '.join(self.sets)})")
+        return self
+
+    @property
+    def channels(self) -> str:
+        """Inputs given to ``predict`` for a run on this source are read in DeepCalo's channels-last order."""
+        return "last"
+
+
+# The simulator's names (deepscope.data.simulators.calorimeter), kept here so validating a config
+# does not import numpy; a test checks they match.
+CALORIMETER_IMAGES = ("em_coarse", "em_fine")
+CALORIMETER_SCALARS = ("p_eta", "p_phi", "averageInteractionsPerCrossing", "p_e", "p_f0Cluster", "p_Reta", "p_Rphi")
+CALORIMETER_TRACKS = ("p", "deta", "dphi", "d0", "dz0", "charge")
+
+
+def _choices(value: list[str], allowed: tuple[str, ...], what: str) -> list[str]:
+    _names(value, what)
+    for name in value:
+        if name not in allowed:
+            raise fail("unknown_name", f"unknown {what} '{name}'{did_you_mean(name, allowed)} "
+                                       f"(available: {', '.join(allowed)})")
+    return value
+
+
+class CalorimeterData(DataCommon):
+    """Simulated ATLAS calorimeter electrons (deepscope's toy simulator): DeepCalo's energy regression.
+
+    Each event has the images ``em_coarse`` (3 layers, 8x8) and ``em_fine`` (the strips, 32x8) with
+    their timing partners ``gate_em_coarse`` / ``gate_em_fine``, 7 scalars, up to 8 tracks with 6
+    features, the true energy as target and the accordion energy E_acc to multiply the output with.
+    """
+
+    source: Literal["calorimeter"]
+    n_train: int = Field(4000, ge=1, description="training events")
+    n_val: int = Field(1000, ge=0, description="validation events (0: none)")
+    n_test: int = Field(1000, ge=0, description="test events (0: none)")
+    simulation_seed: int = Field(0, ge=0, description="seed of the simulation (the run's seed does not change "
+                                                      "the events); the sets use independent streams of it")
+    energy_range: tuple[float, float] = Field((10.0, 250.0), description="true energies are log-uniform in "
+                                                                         "[low, high] GeV")
+    options: dict[str, Any] = Field(default_factory=dict,
+                                    description="any other simulator option (CalorimeterOptions field), "
+                                                "e.g. {eta_max: 1.4, mu_range: [20, 40]}")
+    images: list[str] = Field(default_factory=lambda: list(CALORIMETER_IMAGES),
+                              description="image inputs: em_coarse, em_fine")
+    gate_images: bool = Field(True, description="also give the timing images gate_<img> (for the gate net)")
+    scalars: list[str] = Field(default_factory=lambda: list(CALORIMETER_SCALARS),
+                               description="scalar inputs, in this order ([] for none)")
+    tracks: list[str] = Field(default_factory=lambda: list(CALORIMETER_TRACKS),
+                              description="track features, in this order ([] for no tracks)")
+    target: Literal["energy", "correction"] = Field(
+        "energy", description="energy: the true energy E_true in GeV; correction: E_true / E_acc")
+    multiply_output_with: bool = Field(True, description="multiply the model's output with the accordion energy "
+                                                         "E_acc, so the network learns a correction factor")
+    hdf5_path: Path | None = Field(
+        None, description="write the events once to this file in the ATLAS HDF5 layout (if it does not exist) "
+                          "and read them back lazily through the atlas_hdf5 loader; null: keep them in memory")
+
+    @field_validator("hdf5_path")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().absolute()
+
+    @field_validator("split")
+    @classmethod
+    def _no_split(cls, value: Any) -> Any:
+        return _no_split(value, "calorimeter", "set n_train, n_val and n_test instead")
+
+    @field_validator("energy_range")
+    @classmethod
+    def _energy(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < value[0] < value[1]:
+            raise fail("energy_range", f"found {list(value)}; expected 0 < low < high (GeV)")
+        return value
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not value:
+            return value
+        from dataclasses import fields
+
+        from deepscope.data.simulators.calorimeter import CalorimeterOptions
+
+        known = sorted(f.name for f in fields(CalorimeterOptions))
+        for key in value:
+            if key == "energy_range":
+                raise fail("options", "give energy_range as data.energy_range, not in data.options")
+            if key not in known:
+                raise fail("options", f"unknown simulator option '{key}'{did_you_mean(key, known)} "
+                                      f"(see CalorimeterOptions)")
+        return value
+
+    _images = field_validator("images")(lambda v: _choices(v, CALORIMETER_IMAGES, "image"))
+    _scalars = field_validator("scalars")(lambda v: _choices(v, CALORIMETER_SCALARS, "scalar"))
+    _tracks = field_validator("tracks")(lambda v: _choices(v, CALORIMETER_TRACKS, "track feature"))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "CalorimeterData":
+        if not (self.images or self.scalars or self.tracks):
+            raise fail("no_inputs", "no inputs: keep at least one of data.images, data.scalars, data.tracks")
+        if self.target == "correction" and self.multiply_output_with:
+            raise fail("correction_target", "data.target 'correction' (E_true / E_acc) is already relative to "
+                                            "E_acc: set data.multiply_output_with: false, or data.target: energy")
+        return self
+
+    def simulator_options(self) -> dict[str, Any]:
+        """Keyword options for ``simulate_electrons``."""
+        return {**self.options, "energy_range": tuple(self.energy_range)}
+
+    @property
+    def channels(self) -> str:
+        """Inputs given to ``predict`` for a run on this source are read in DeepCalo's channels-last order."""
+        return "last"
+
+
+DataConfig = Annotated[
+    Union[ArraysData, NpzData, DigitsData, AtlasHDF5Data, CalorimeterData], Field(discriminator="source")
+]

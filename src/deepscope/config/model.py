@@ -193,6 +193,11 @@ class PretrainedModelConfig(StrictModel):
     layers_to_load: list[str] = Field(default_factory=list)
     freeze_loaded_layers: bool | list[bool] = False
 
+    @field_validator("weights_path", "params_path")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return value.expanduser().absolute() if value is not None else None
+
     @model_validator(mode="after")
     def _complete(self) -> "PretrainedModelConfig":
         if self.use and self.weights_path is None:

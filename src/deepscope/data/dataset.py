@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from deepscope.data.arrays import ArraySet
 from deepscope.data.standardize import Standardizer
 
 __all__ = ["BatchDataset", "BatchIndexSampler", "BatchLoader", "SampleStore", "to_tensors"]
@@ -62,12 +63,15 @@ class BatchDataset(Dataset):
 
     def __getitem__(self, positions: np.ndarray) -> dict[str, Any]:
         idx = self.indices[np.asarray(positions)]
-        order = np.argsort(idx, kind="stable")
-        batch = self.store.read(idx[order])  # sorted reads: contiguous for HDF5
-        if not np.all(order[:-1] <= order[1:]):
-            inverse = np.empty_like(order)
-            inverse[order] = np.arange(len(order))
-            batch = _reorder(batch, inverse)
+        if isinstance(self.store, ArraySet):  # in memory: sorting gains nothing and reordering copies the batch
+            batch = self.store.read(idx)
+        else:
+            order = np.argsort(idx, kind="stable")
+            batch = self.store.read(idx[order])  # sorted reads: contiguous for HDF5
+            if not np.all(order[:-1] <= order[1:]):
+                inverse = np.empty_like(order)
+                inverse[order] = np.arange(len(order))
+                batch = _reorder(batch, inverse)
         if self.standardizer is not None:
             batch = self.standardizer.transform(batch)
         batch["index"] = idx

@@ -76,11 +76,13 @@ def prepare_data(cfg: ExperimentConfig, data: Any = None) -> PreparedData:
         )
     _check_consistent(stores)
     if cfg.data.check_finite:
+        # in-memory sets check their arrays; lazy stores (atlas_hdf5) stream their events in chunks
         seen: set[int] = set()
         for name, store in stores.items():
-            if isinstance(store, ArraySet) and id(store) not in seen:
+            check = getattr(store, "check_finite", None)
+            if check is not None and id(store) not in seen:
                 seen.add(id(store))
-                store.check_finite(f"data['{name}']" if len({id(s) for s in stores.values()}) > 1 else "data")
+                check(f"data['{name}']" if len({id(s) for s in stores.values()}) > 1 else "data")
     loss = LOSSES.entry(cfg.train.loss.class_name)
     spec = derive_spec(stores, indices, loss.meta["task"], loss.name)
     train_store = stores["train"]
@@ -88,6 +90,10 @@ def prepare_data(cfg: ExperimentConfig, data: Any = None) -> PreparedData:
         train_store.read, indices["train"], cfg.data.standardize,
         standardize_targets=cfg.data.standardize.targets and loss.meta["task"] == "regression",
     )
+    for store in stores.values():
+        close = getattr(store, "close", None)
+        if close is not None:  # lazy stores: no open file handle for DataLoader workers to inherit
+            close()
     return PreparedData(stores, indices, spec, standardizer)
 
 
@@ -121,6 +127,8 @@ def _all_targets(stores: dict[str, SampleStore], indices: dict[str, np.ndarray])
     for name, store in stores.items():
         if isinstance(store, ArraySet) and store.targets is not None:
             out.append(store.targets[indices[name]])
+        elif hasattr(store, "read_targets"):  # lazy stores read the targets alone, not the images
+            out.append(store.read_targets(indices[name]))
         else:
             out.append(store.read(indices[name])["targets"])
     return out
@@ -132,20 +140,12 @@ def derive_spec(stores: dict[str, SampleStore], indices: dict[str, np.ndarray], 
     one = stores["train"].read(indices["train"][:1])
     images = {k: ImageSpec(int(v.shape[1]), tuple(int(s) for s in v.shape[2:]))
               for k, v in one.get("images", {}).items()}
-    sizes = {k: v.spatial for k, v in images.items()}
-    if len(set(sizes.values())) > 1:
-        raise DataError(
-            "images differ in size (" + ", ".join(f"'{k}': {'x'.join(map(str, s))}" for k, s in sizes.items()) +
-            "); the CNN concatenates them on channels, so they need the same spatial size"
-        )
-    for name in images:
-        if name.startswith("gate_"):
-            raise DataError(f"images['{name}']: gate images need the gate net, which this version does not have; "
-                            "rename the image to use it as an ordinary input")
+    # gate_<name> images and images of different sizes are the model builder's to check (gate net, upsampling)
     targets = one["targets"]
     target_shape = tuple(int(s) for s in targets.shape[1:])
-    all_targets = _all_targets(stores, indices)
     kind, n_classes = "value", None
+    if np.issubdtype(targets.dtype, np.integer) or task == "binary":
+        all_targets = _all_targets(stores, indices)  # only when labels or ranges are checked
     if np.issubdtype(targets.dtype, np.integer):
         lo = min(int(t.min()) for t in all_targets)
         if task == "multiclass":

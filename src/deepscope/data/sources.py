@@ -6,6 +6,8 @@ A source returns either one pool of samples (split later by ``data.split``) or a
 
 from __future__ import annotations
 
+import json
+import os
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from deepscope.data.arrays import SPLIT_NAMES, ArraySet, split_sets
-from deepscope.errors import DataError, did_you_mean
+from deepscope.errors import ConfigError, DataError, did_you_mean
 
-__all__ = ["load_arrays", "load_npz", "load_sklearn_digits", "read_npz_set"]
+__all__ = ["load_arrays", "load_calorimeter", "load_npz", "load_sklearn_digits", "read_npz_set"]
 
 Loaded = ArraySet | dict[str, ArraySet]
 
@@ -96,3 +98,123 @@ def load_sklearn_digits(cfg: Any, data: Any = None) -> Loaded:
     labels = bunch.target[:n].astype(np.int64)
     targets = np.eye(10, dtype=np.float32)[labels] if cfg.one_hot else labels
     return ArraySet(images={"digits": images}, targets=targets)
+
+
+# --- the simulated calorimeter -------------------------------------------------------------------
+
+CALORIMETER_ATTR = "deepscope_calorimeter"  # the simulation settings a cached HDF5 file was written with
+
+
+def _calorimeter_counts(cfg: Any) -> dict[str, int]:
+    counts = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}
+    return {k: int(v) for k, v in counts.items() if v > 0}
+
+
+def _calorimeter_settings(cfg: Any) -> str:
+    """The settings that decide the simulated events, as canonical JSON."""
+    settings = {"counts": _calorimeter_counts(cfg), "simulation_seed": cfg.simulation_seed,
+                "options": cfg.simulator_options()}
+    return json.dumps(json.loads(json.dumps(settings)), sort_keys=True)
+
+
+def _simulate_calorimeter(cfg: Any) -> dict[str, Any]:
+    """The sets, from independent streams of ``simulation_seed`` (as ``simulate_splits``)."""
+    from deepscope.data.simulators.calorimeter import simulate_electrons
+
+    streams = dict(zip(("train", "val", "test"), np.random.SeedSequence(cfg.simulation_seed).spawn(3)))
+    try:
+        return {name: simulate_electrons(n, streams[name], **cfg.simulator_options())
+                for name, n in _calorimeter_counts(cfg).items()}
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"data.options: the simulator refuses them ({exc})") from None
+
+
+def _calorimeter_set(cfg: Any, sim: Any, name: str) -> ArraySet:
+    """The inputs the config asks for, from one simulated set (same arrays as the HDF5 route)."""
+    info = sim.info
+    images = {}
+    for img in cfg.images:
+        images[img] = sim["images"][img]
+        if cfg.gate_images:
+            images[f"gate_{img}"] = sim["images"][f"gate_{img}"]
+    raw: dict[str, Any] = {"images": images}
+    if cfg.scalars:
+        raw["scalars"] = sim["scalars"][:, [info["scalar_names"].index(s) for s in cfg.scalars]]
+    if cfg.tracks:
+        raw["tracks"] = sim["tracks"][:, :, [info["track_names"].index(t) for t in cfg.tracks]]
+    targets, e_acc = sim["targets"], sim["multiply_output_with"]
+    if cfg.target == "correction":
+        targets = (targets.astype(np.float64) / e_acc.astype(np.float64)).astype(np.float32)
+    raw["targets"] = targets
+    if cfg.multiply_output_with:
+        raw["multiply_output_with"] = e_acc
+    return ArraySet.from_mapping(raw, f"data['{name}']", channels="last")
+
+
+def _write_calorimeter_file(cfg: Any, path: Path) -> None:
+    """Simulate and write the ATLAS HDF5 file atomically (a temporary file renamed into place)."""
+    import h5py
+
+    from deepscope.data.simulators.calorimeter import write_atlas_hdf5
+
+    sets = _simulate_calorimeter(cfg)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write_atlas_hdf5(tmp, sets)
+        with h5py.File(tmp, "a") as f:
+            f.attrs[CALORIMETER_ATTR] = _calorimeter_settings(cfg)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise DataError(f"data.hdf5_path: cannot write '{path}' ({exc})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _check_calorimeter_file(cfg: Any, path: Path) -> None:
+    """An existing file must hold the events these settings simulate."""
+    from deepscope.data.atlas import _open
+
+    with _open(path) as f:
+        found = f.attrs.get(CALORIMETER_ATTR)
+    if isinstance(found, bytes):
+        found = found.decode()
+    wanted = _calorimeter_settings(cfg)
+    if found != wanted:
+        what = "was not written by the calorimeter source" if found is None else \
+            f"holds events simulated with other settings ({found}; now {wanted})"
+        raise DataError(f"data.hdf5_path: '{path}' {what}; delete it to simulate again, or point "
+                        "data.hdf5_path at another file")
+
+
+def load_calorimeter(cfg: Any, data: Any = None) -> Loaded:
+    """The ``calorimeter`` source: simulated electrons, in memory or through the ``atlas_hdf5`` loader.
+
+    With ``hdf5_path`` the events are written once in the ATLAS HDF5 layout (when the file does not
+    exist yet) and read back lazily by the ``atlas_hdf5`` loader, as a real ATLAS file would be.
+
+    Raises:
+        DataError: ``hdf5_path`` exists but holds other events, or cannot be written.
+        ConfigError: the simulator refuses an option value.
+    """
+    if cfg.hdf5_path is None:
+        return {name: _calorimeter_set(cfg, sim, name) for name, sim in _simulate_calorimeter(cfg).items()}
+    from deepscope.config.data import AtlasHDF5Data
+    from deepscope.data.atlas import load_atlas_hdf5
+    from deepscope.data.simulators.calorimeter import ACCORDION_NAME, TRUTH_NAME, CalorimeterOptions
+
+    path = Path(cfg.hdf5_path)
+    if path.exists():
+        _check_calorimeter_file(cfg, path)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_calorimeter_file(cfg, path)
+    atlas = AtlasHDF5Data(
+        source="atlas_hdf5", path=path, sets={k: k for k in _calorimeter_counts(cfg)},
+        images=list(cfg.images), gate_images=cfg.gate_images, scalars=list(cfg.scalars),
+        tracks=[f"tracks_{t}" for t in cfg.tracks],
+        max_tracks=int(cfg.options.get("max_tracks", CalorimeterOptions.max_tracks)),
+        target=TRUTH_NAME if cfg.target == "energy" else [TRUTH_NAME, ACCORDION_NAME],
+        multiply_output_with=ACCORDION_NAME if cfg.multiply_output_with else None,
+        lazy=True, check_finite=cfg.check_finite,
+    )
+    return load_atlas_hdf5(atlas)

@@ -1,6 +1,7 @@
 """The dimension factory: every layer that depends on ``spatial_dims`` is made here.
 
-Nothing outside this module spells ``Conv2d``/``Conv3d`` or a pooling class. Activations,
+Nothing outside this module spells ``Conv2d``/``Conv3d``, a pooling class or an interpolation
+mode; DropBlock and the energy-conserving upsampling are here for the same reason. Activations,
 normalizations and initializers are built from DeepCalo's "str or config dict" specs, with Keras'
 names and defaults where DeepCalo relied on them (LeakyReLU slope 0.3, RandomNormal stddev 0.05).
 """
@@ -8,7 +9,7 @@ names and defaults where DeepCalo relied on them (LeakyReLU slope 0.3, RandomNor
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -22,31 +23,47 @@ from deepscope.registry import check_kwargs
 
 __all__ = [
     "ConvSame",
+    "DropBlock",
+    "EnergyUpsample",
     "GaussActivation",
+    "WEIGHTED_LAYERS",
     "as_tuple",
     "conv_output_size",
     "initialize",
     "make_activation",
+    "make_dropblock",
     "make_initializer",
     "make_normalization",
     "pool",
     "strided_conv",
+    "upsampling_factors",
 ]
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+WEIGHTED_LAYERS: tuple[type[nn.Module], ...] = (nn.Linear, *_CONV.values())  # what initialization and layer_reg touch
 _POOL = {("avgpool", 2): nn.AvgPool2d, ("avgpool", 3): nn.AvgPool3d,
          ("maxpool", 2): nn.MaxPool2d, ("maxpool", 3): nn.MaxPool3d}
 _BATCHNORM = {0: nn.BatchNorm1d, 1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+_MAX_POOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+# the user's word -> torch's mode per spatial dims ('bilinear' means trilinear for 3D images)
+_INTERPOLATION = {("nearest", 2): "nearest", ("nearest", 3): "nearest",
+                  ("bilinear", 2): "bilinear", ("bilinear", 3): "trilinear"}
 
 
-def as_tuple(value: int | Sequence[int], spatial_dims: int, kernel: bool = False) -> tuple[int, ...]:
-    """Expand an int to one entry per spatial dim. In 3D an int *kernel* k means (k, k, 2) (DeepCalo)."""
+def as_tuple(value: int | Sequence[int], spatial_dims: int, kernel: bool = False,
+             path: str | None = None) -> tuple[int, ...]:
+    """Expand an int to one entry per spatial dim. In 3D an int *kernel* k means (k, k, 2) (DeepCalo).
+
+    Raises:
+        ConfigError: a list with another number of entries (named by ``path`` when given).
+    """
     if isinstance(value, int):
         if kernel and spatial_dims == 3:
             return (value, value, 2)
         return (value,) * spatial_dims
     if len(value) != spatial_dims:
-        raise ConfigError(f"kernel/stride {list(value)} has {len(value)} entries for {spatial_dims}D images")
+        where = f"{path}: " if path else ""
+        raise ConfigError(f"{where}kernel/stride {list(value)} has {len(value)} entries for {spatial_dims}D images")
     return tuple(int(v) for v in value)
 
 
@@ -96,6 +113,125 @@ def strided_conv(spatial_dims: int, channels: int, factors: Sequence[int]) -> nn
 def pool(kind: str, spatial_dims: int, factors: Sequence[int]) -> nn.Module:
     """Average or max pooling with window = stride = ``factors``."""
     return _POOL[(kind, spatial_dims)](tuple(factors), tuple(factors))
+
+
+# --- DropBlock -------------------------------------------------------------------------------------
+
+
+class DropBlock(nn.Module):
+    """DropBlock (Ghiasi et al. 2018): drop contiguous blocks of feature maps, in 1D, 2D or 3D.
+
+    In training mode, block seeds are drawn with probability γ at every position where a whole
+    block fits (the valid seed region), each seed drops the ``block_size``-wide square (cube in 3D)
+    starting at it, and the kept activations are scaled by count / kept so the batch sum is
+    unchanged. γ is the paper's:
+
+        γ = (1 − keep_prob) / b^d · Π_i size_i / Π_i (size_i − b + 1)
+
+    so that about ``1 − keep_prob`` of the activations are dropped (blocks can overlap, so the
+    dropped fraction is slightly smaller). In eval mode the layer is the identity.
+
+    A dim smaller than ``block_size`` (e.g. a thin 3D depth) gets a block as large as the dim
+    itself, so the block always fits; keras-drop-block would produce no seeds there.
+
+    Args:
+        spatial_dims: 1, 2 or 3.
+        block_size: edge length of a dropped block (default 3).
+        keep_prob: fraction of activations kept, in (0, 1] (default 0.9).
+        sync_channels: drop the same blocks in every channel (keras-drop-block's option);
+            otherwise every channel draws its own blocks.
+
+    Raises:
+        ValueError: ``block_size`` < 1 or ``keep_prob`` outside (0, 1].
+    """
+
+    def __init__(self, spatial_dims: int, block_size: int = 3, keep_prob: float = 0.9,
+                 sync_channels: bool = False) -> None:
+        super().__init__()
+        if spatial_dims not in _MAX_POOL:
+            raise ValueError(f"DropBlock works on 1, 2 or 3 spatial dims, not {spatial_dims}")
+        if block_size < 1:
+            raise ValueError(f"DropBlock block_size must be >= 1, not {block_size}")
+        if not 0.0 < keep_prob <= 1.0:
+            raise ValueError(f"DropBlock keep_prob must be in (0, 1], not {keep_prob}")
+        self.spatial_dims, self.block_size = spatial_dims, int(block_size)
+        self.keep_prob, self.sync_channels = float(keep_prob), bool(sync_channels)
+
+    def extra_repr(self) -> str:
+        return f"block_size={self.block_size}, keep_prob={self.keep_prob}, sync_channels={self.sync_channels}"
+
+    def gamma(self, size: Sequence[int]) -> float:
+        """Seed probability for feature maps of spatial ``size``."""
+        blocks = [min(self.block_size, s) for s in size]
+        ratio = math.prod(size) / math.prod(s - b + 1 for s, b in zip(size, blocks))
+        return (1.0 - self.keep_prob) / math.prod(blocks) * ratio
+
+    def drop_mask(self, shape: Sequence[int], device: torch.device | None = None,
+                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """1 where an activation is dropped, for feature maps of ``shape`` (B, C, *spatial).
+
+        The mask has one channel when ``sync_channels`` is set.
+        """
+        batch, channels, *size = shape
+        blocks = [min(self.block_size, s) for s in size]
+        valid = [s - b + 1 for s, b in zip(size, blocks)]  # top-left corners where a block fits
+        seeds = (torch.rand(batch, 1 if self.sync_channels else channels, *valid, device=device)
+                 < self.gamma(size)).to(dtype)
+        # a seed at p drops [p, p + b): pad b - 1 on both sides, then a stride-1 max over b
+        pads = [p for b in reversed(blocks) for p in (b - 1, b - 1)]
+        return _MAX_POOL[self.spatial_dims](F.pad(seeds, pads), tuple(blocks), stride=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, *S) -> (B, C, *S)
+        if not self.training or self.keep_prob >= 1.0:
+            return x
+        keep = 1.0 - self.drop_mask(x.shape, x.device, x.dtype)
+        return x * keep * (keep.numel() / keep.sum().clamp_min(1.0))
+
+
+def make_dropblock(spatial_dims: int, options: Mapping[str, Any] | None) -> nn.Module:
+    """DropBlock from its options (``block_size``, ``keep_prob``, ``sync_channels``); identity for None."""
+    if options is None:
+        return nn.Identity()
+    return DropBlock(spatial_dims, **dict(options))
+
+
+# --- upsampling ------------------------------------------------------------------------------------
+
+
+def upsampling_factors(size: Sequence[int], wanted: Sequence[int]) -> tuple[int, ...]:
+    """DeepCalo's integer factor per dim: max(1, round(wanted / actual)), rounding half to even (numpy)."""
+    return tuple(max(1, round(w / s)) for s, w in zip(size, wanted))
+
+
+class EnergyUpsample(nn.Module):
+    """Upsample by integer ``factors`` and divide by their product, so each image's sum is kept.
+
+    With ``nearest`` every pixel is spread evenly over its factors' block, so the sum is kept
+    exactly; ``bilinear`` (trilinear in 3D) interpolates, and keeps the sum up to edge effects.
+
+    Args:
+        spatial_dims: 2 or 3.
+        factors: integer factor per spatial dim.
+        interpolation: ``nearest`` or ``bilinear``.
+    """
+
+    def __init__(self, spatial_dims: int, factors: Sequence[int], interpolation: str = "nearest") -> None:
+        super().__init__()
+        if (interpolation, spatial_dims) not in _INTERPOLATION:
+            raise ValueError(f"interpolation {interpolation!r} for {spatial_dims}D images; "
+                             "available: 'nearest', 'bilinear' (2D or 3D)")
+        if len(factors) != spatial_dims or any(int(f) < 1 for f in factors):
+            raise ValueError(f"upsampling factors {list(factors)} must be {spatial_dims} integers >= 1")
+        self.factors = tuple(int(f) for f in factors)
+        self.mode = _INTERPOLATION[(interpolation, spatial_dims)]
+
+    def extra_repr(self) -> str:
+        return f"factors={self.factors}, mode={self.mode!r}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, *S) -> (B, C, *S·factors)
+        size = tuple(s * f for s, f in zip(x.shape[2:], self.factors))
+        linear = {} if self.mode == "nearest" else {"align_corners": False}
+        return F.interpolate(x, size=size, mode=self.mode, **linear) / math.prod(self.factors)
 
 
 # --- activations -----------------------------------------------------------------------------------
@@ -199,16 +335,26 @@ def make_activation(spec: Component | None, channels: int | None = None, path: s
 
 
 def make_normalization(spec: Component | None, channels: int, spatial_dims: int,
-                       path: str = "normalization") -> nn.Module:
+                       path: str = "normalization", affine: bool = True) -> nn.Module:
     """A normalization layer over ``channels``; ``spatial_dims = 0`` for dense features.
 
     ``layer`` is group norm with one group and ``instance`` group norm with one group per channel
     (as DeepCalo built them), so both work on dense and convolutional features alike.
+
+    Args:
+        spec: the "str or config dict" spec (``None`` gives identity).
+        channels: feature channels.
+        spatial_dims: 0 (dense), 1, 2 or 3.
+        path: dotted config path, for error messages.
+        affine: ``False`` drops the learned scale and shift whatever the spec says (FiLM
+            supplies them instead, as DeepCalo froze ``center``/``scale``).
     """
     if spec is None:
         return nn.Identity()
     name = NORMALIZATIONS.canonical(spec.class_name, path)
     cfg = dict(spec.config)
+    if not affine:
+        cfg["affine"] = False
     if name == "batch":
         # Keras' options and defaults (DeepCalo's configs are Keras configs): momentum is the weight of
         # the running average (0.99 = torch momentum 0.01), epsilon 1e-3.
@@ -316,7 +462,7 @@ def initialize(module: nn.Module, spec: Component | None, path: str = "initializ
     if init is None:
         return
     for m in module.modules():
-        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        if isinstance(m, WEIGHTED_LAYERS):
             init(m.weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)

@@ -24,11 +24,13 @@ from deepscope.data.spec import InputSpec
 from deepscope.data.standardize import Standardizer
 from deepscope.errors import CheckpointError, ConfigError, DataError, DeepscopeError, TrainingDiverged
 from deepscope.evaluation import plots
+from deepscope.evaluation.architecture import architecture_figure
 from deepscope.evaluation.predict import load_net_weights, predict_store, save_predictions, score
 from deepscope.losses import make_loss
 from deepscope.models.build import build_model
 from deepscope.models.summary import summarize
 from deepscope.training.callbacks import atomic_write_text
+from deepscope.training.pretrained import freeze_pretrained, load_pretrained
 from deepscope.training.run import RunDir, open_run, write_config
 from deepscope.training.system import SupervisedSystem
 from deepscope.training.task import Task
@@ -119,6 +121,12 @@ class Experiment:
                               "(the model predicts a correction factor in data units)")
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         net = build_model(cfg.model, spec, cfg.train.loss.class_name)
+        pretrained = getattr(cfg.model, "pretrained_model", None)
+        if pretrained is not None and pretrained.use:
+            # a resumed run has the loaded weights in its checkpoint; only the freezing is re-applied
+            lines = freeze_pretrained(net, pretrained) if resume else load_pretrained(net, pretrained, spec)
+            for line in lines:
+                log.info(line)
         task = _task(cfg, spec, prepared.standardizer)
         loss = make_loss(cfg.train.loss)
         system = SupervisedSystem(net, loss, task, cfg.train.optimizer, cfg.train.lr,
@@ -128,6 +136,8 @@ class Experiment:
 
         write_config(cfg, run)
         atomic_write_text(run.summary, summary)
+        if cfg.log.figures:
+            architecture_figure(net, spec, run.figures / "architecture.png")
         atomic_write_text(run.input_spec, spec.to_json())
         prepared.standardizer.save(run.standardization)
         sizes = prepared.sizes()

@@ -1,89 +1,33 @@
-"""DeepCalo's combined model: CNN over images, scalar net, track net (Deep Sets), top.
+"""DeepCalo's combined model.
 
-Submodels exist only for the inputs the data has. Their names (``cnn``, ``scalar_net``,
-``track_net``, ``top``) are DeepCalo's, so checkpoints and summaries can be read the same way.
+Assembly order (DeepCalo's): ``scalar_net`` → ``track_net`` → ``gate_net`` → ``upsampling`` →
+images concatenated on channels → ``FiLM_gen`` → ``cnn`` → ``network_in_network`` → ``top``.
+The top sees the flattened CNN (or network in network) output, then the outputs of the scalar
+and track nets whose ``connect_to`` contains ``'top'``. Submodels exist only for the inputs the
+data has; their attribute names are DeepCalo's, so checkpoints, summaries and pretrained
+loading can name them (``None`` when unused).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from deepscope.config.model import CNNConfig, CombinedParams, TopConfig
-from deepscope.data.spec import InputSpec
-from deepscope.errors import ConfigError
-from deepscope.models.blocks import ConvUnit, DeepSets, DenseStack
-from deepscope.models.layers import as_tuple, conv_output_size, initialize, make_activation, pool, strided_conv
+from deepscope.config.model import CombinedParams, TopConfig
+from deepscope.data.spec import ImageSpec, InputSpec
+from deepscope.errors import ConfigError, DataError
+from deepscope.models.blocks import DeepSets, DenseStack, FiLMGenerator, GateNet, NetworkInNetwork, merge_gate
+from deepscope.models.layers import EnergyUpsample, as_tuple, initialize, make_activation, upsampling_factors
+from deepscope.models.nets.cnn import CNN, downsampling_factors
+from deepscope.models.regularization import attach_layer_reg, clear_activity
 
-__all__ = ["CNN", "CombinedNet", "Top", "build_combined", "downsampling_factors"]
+__all__ = ["CNN", "GATE_PREFIX", "CombinedNet", "Top", "build_combined", "downsampling_factors", "split_gate_images"]
 
-
-def downsampling_factors(size: tuple[int, ...], min_size: int) -> tuple[int, ...] | None:
-    """DeepCalo's downsampling rule for one step, or ``None`` when the image is too small.
-
-    Every dim must be ≥ ``min_size``. A dim at least 1.5× the smallest one is reduced by 3, the
-    others by 2 (so elongated calorimeter layers become squarer as they shrink).
-    """
-    if min(size) < min_size:
-        return None
-    smallest = min(size)
-    return tuple(3 if s >= 1.5 * smallest else 2 for s in size)
-
-
-class CNN(nn.Module):
-    """DeepCalo's 'simple' CNN: blocks of conv units, filters doubling and downsampling per block.
-
-    Block 0 starts with the init conv (``init_kernel_size``, ``init_strides``); block i > 0 starts
-    with a downsampling step (if enabled and the image is large enough) and has
-    ``n_init_filters · 2^i`` filters. Ends with global average pooling or flattening.
-
-    Attributes:
-        out_features: width of the flattened (or pooled) output.
-        out_shape: (C, *spatial) of the last feature maps.
-    """
-
-    def __init__(self, in_channels: int, spatial: tuple[int, ...], cfg: CNNConfig, path: str = "model.cnn") -> None:
-        super().__init__()
-        dims = len(spatial)
-        if cfg.conv_dim is not None and cfg.conv_dim != dims:
-            raise ConfigError(f"{path}.conv_dim is {cfg.conv_dim} but the images are {dims}D "
-                              f"(spatial size {'x'.join(map(str, spatial))}); remove conv_dim or fix the data")
-        if cfg.cardinality > 1 and cfg.n_init_filters % cfg.cardinality:
-            raise ConfigError(f"{path}.cardinality {cfg.cardinality} must divide n_init_filters {cfg.n_init_filters} "
-                              "(grouped convolutions split the channels evenly)")
-        blocks: list[nn.Module] = []
-        channels, size = in_channels, tuple(spatial)
-        for i, depth in enumerate(cfg.block_depths):
-            layers: list[nn.Module] = []
-            filters = cfg.n_init_filters * 2**i
-            if i > 0 and cfg.downsampling is not None:
-                factors = downsampling_factors(size, cfg.min_size_for_downsampling)
-                if factors is not None:
-                    layers.append(strided_conv(dims, channels, factors) if cfg.downsampling == "strided"
-                                  else pool(cfg.downsampling, dims, factors))
-                    size = tuple(s // f for s, f in zip(size, factors))
-            for j in range(depth):
-                first = i == 0 and j == 0
-                kernel = as_tuple(cfg.init_kernel_size if first else cfg.rest_kernel_size, dims, kernel=True)
-                stride = as_tuple(cfg.init_strides if first else cfg.rest_strides, dims)
-                layers.append(ConvUnit(
-                    dims, channels, filters, kernel, stride, groups=1 if first else cfg.cardinality,
-                    activation=cfg.activation, normalization=cfg.normalization,
-                    se_ratio=cfg.squeeze_and_excite_ratio if cfg.use_squeeze_and_excite else None, path=path,
-                ))
-                channels, size = filters, conv_output_size(size, stride)
-            blocks.append(nn.Sequential(*layers))
-        self.blocks = nn.Sequential(*blocks)
-        self.globalavgpool = cfg.globalavgpool
-        self.out_shape = (channels, *size)
-        self.out_features = channels if cfg.globalavgpool else channels * int(torch.tensor(size).prod())
-        initialize(self, cfg.initialization, f"{path}.initialization")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, *S) -> (B, out_features)
-        x = self.blocks(x)
-        return x.flatten(2).mean(-1) if self.globalavgpool else x.flatten(1)
+GATE_PREFIX = "gate_"
 
 
 class Top(nn.Module):
@@ -103,59 +47,215 @@ class Top(nn.Module):
 
 
 class CombinedNet(nn.Module):
-    """Images (concatenated on channels) → ``cnn``; ``scalars`` → ``scalar_net``;
-    ``tracks`` → ``track_net``; the features connected to the top are concatenated → ``top``.
+    """The assembled model; see the module docstring for the order.
 
     Args:
-        image_names: order in which images are concatenated on channels.
-        cnn, scalar_net, track_net: submodels, or None when the data lacks that input.
+        image_names: the CNN's images (not the gate images), in channel-concatenation order.
+        gated: the images that have a ``gate_<name>`` partner.
+        merge_method: how a gate merges into its image (``multiply`` or ``concatenate``).
+        scalar_net, track_net: submodels, or ``None``; ``scalars_to``/``tracks_to`` are their
+            ``connect_to`` (``top`` and/or ``FiLM_gen``).
+        gate_net: the per-pixel gate, shared by every gated image, or ``None``.
+        upsampling: one module per image of ``image_names`` (identity when not upsampled), or ``None``.
+        FiLM_gen: the FiLM generator, or ``None``.
+        cnn: the CNN, or ``None`` when the data has no images.
+        network_in_network: 1×1 convs on the CNN's feature maps, or ``None``.
         top: the head.
     """
 
-    def __init__(self, image_names: list[str], cnn: CNN | None, scalar_net: DenseStack | None,
-                 track_net: DeepSets | None, top: Top) -> None:
+    def __init__(self, *, image_names: Sequence[str], gated: Sequence[str] = (), merge_method: str = "concatenate",
+                 scalar_net: DenseStack | None = None, scalars_to: tuple[str, ...] = ("top",),
+                 track_net: DeepSets | None = None, tracks_to: tuple[str, ...] = ("top",),
+                 gate_net: GateNet | None = None, upsampling: nn.ModuleList | None = None,
+                 FiLM_gen: FiLMGenerator | None = None, cnn: CNN | None = None,  # noqa: N803 (DeepCalo's name)
+                 network_in_network: NetworkInNetwork | None = None, top: Top) -> None:
         super().__init__()
-        self.image_names = list(image_names)
-        self.cnn, self.scalar_net, self.track_net, self.top = cnn, scalar_net, track_net, top
+        self.image_names, self.gated, self.merge_method = list(image_names), set(gated), merge_method
+        self.scalars_to, self.tracks_to = tuple(scalars_to), tuple(tracks_to)
+        self.scalar_net, self.track_net, self.gate_net, self.upsampling = scalar_net, track_net, gate_net, upsampling
+        self.FiLM_gen, self.cnn, self.network_in_network, self.top = FiLM_gen, cnn, network_in_network, top
 
     def forward(self, images: dict[str, torch.Tensor] | None = None, scalars: torch.Tensor | None = None,
                 tracks: torch.Tensor | None = None) -> torch.Tensor:
-        features: list[torch.Tensor] = []
+        """Images (B, C, *S) by name (gate images under ``gate_<name>``), scalars (B, S), tracks
+        (B, T, F) -> (B, out)."""
+        if self.training:
+            clear_activity(self)  # activity penalties belong to the last training forward
+        to_top: list[torch.Tensor] = []
+        to_film: list[torch.Tensor] = []
+        for net, inputs, targets in ((self.scalar_net, scalars, self.scalars_to),
+                                     (self.track_net, tracks, self.tracks_to)):
+            if net is None:
+                continue
+            out = net(inputs)
+            if "top" in targets:
+                to_top.append(out)
+            if "FiLM_gen" in targets and self.FiLM_gen is not None:
+                to_film.append(out)
         if self.cnn is not None:
-            assert images is not None
-            x = torch.cat([images[n] for n in self.image_names], 1) if len(self.image_names) > 1 \
-                else images[self.image_names[0]]
-            features.append(self.cnn(x))
-        if self.scalar_net is not None:
-            features.append(self.scalar_net(scalars))
-        if self.track_net is not None:
-            features.append(self.track_net(tracks))
-        return self.top(torch.cat(features, 1) if len(features) > 1 else features[0])
+            x = self.merged_images(images or {})
+            film = self.FiLM_gen(_cat(to_film)) if self.FiLM_gen is not None else None
+            x = self.cnn(x, film)
+            if self.network_in_network is not None:
+                x = self.network_in_network(x)  # the CNN returns its maps then
+            to_top.insert(0, x)
+        return self.top(_cat(to_top))
+
+    def merged_images(self, images: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Gate, upsample and concatenate the images on channels: the CNN's input (B, C, *S)."""
+        missing = [n for n in self.image_names + [GATE_PREFIX + n for n in sorted(self.gated)] if n not in images]
+        if missing:
+            raise KeyError(f"images {missing} missing from the input (given: {sorted(images)})")
+        parts = []
+        for i, name in enumerate(self.image_names):
+            x = images[name]
+            if name in self.gated:
+                x = merge_gate(x, self.gate_net(images[GATE_PREFIX + name]), self.merge_method)
+            if self.upsampling is not None:
+                x = self.upsampling[i](x)
+            parts.append(x)
+        return _cat(parts)
+
+
+def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat(parts, 1) if len(parts) > 1 else parts[0]
+
+
+# --- building --------------------------------------------------------------------------------------
+
+
+def _size(spatial: tuple[int, ...]) -> str:
+    return "x".join(map(str, spatial))
+
+
+def split_gate_images(spec: InputSpec) -> tuple[list[str], list[str]]:
+    """(the CNN's images, those of them with a gate partner), in the data's order.
+
+    Raises:
+        DataError: a ``gate_<name>`` image without image ``<name>``, or of another shape.
+    """
+    names = [n for n in spec.images if not n.startswith(GATE_PREFIX)]
+    gated = []
+    for gate in (n for n in spec.images if n.startswith(GATE_PREFIX)):
+        partner = gate[len(GATE_PREFIX):]
+        if partner not in names:
+            raise DataError(f"images['{gate}'] has no partner image '{partner}': a gate image modulates the image "
+                            f"named like it without '{GATE_PREFIX}' (images: {', '.join(spec.images)})")
+        g, p = spec.images[gate], spec.images[partner]
+        if (g.channels, g.spatial) != (p.channels, p.spatial):
+            raise DataError(f"images['{gate}'] has {g.channels} channel(s) of {_size(g.spatial)} but its partner "
+                            f"images['{partner}'] has {p.channels} of {_size(p.spatial)}; a gate image must match "
+                            "its partner's channels and size")
+        gated.append(partner)
+    return names, [n for n in names if n in gated]
+
+
+def _dense_keys(cfg: Any) -> dict[str, Any]:
+    return dict(activation=cfg.activation, normalization=cfg.normalization, dropout=cfg.dropout,
+                initialization=cfg.initialization)
+
+
+def _upsampling(names: list[str], specs: dict[str, ImageSpec], p: CombinedParams) -> tuple[nn.ModuleList | None,
+                                                                                            dict[str, tuple[int, ...]]]:
+    """Per-image upsampling modules and the sizes after them; the sizes must agree."""
+    sizes = {n: specs[n].spatial for n in names}
+    modules = None
+    up = p.upsampling
+    if up.use:
+        modules = nn.ModuleList()
+        for n in names:
+            if len(up.wanted_size) != len(sizes[n]):
+                raise ConfigError(f"model.upsampling.wanted_size {up.wanted_size} has {len(up.wanted_size)} entries "
+                                  f"but images['{n}'] is {len(sizes[n])}D ({_size(sizes[n])})")
+            factors = upsampling_factors(sizes[n], up.wanted_size)
+            modules.append(EnergyUpsample(len(factors), factors, up.interpolation) if math.prod(factors) > 1
+                           else nn.Identity())
+            sizes[n] = tuple(s * f for s, f in zip(sizes[n], factors))
+    if len(set(sizes.values())) > 1:
+        listing = ", ".join(f"'{n}': {_size(specs[n].spatial)}"
+                            + (f" -> {_size(sizes[n])}" if sizes[n] != specs[n].spatial else "") for n in names)
+        if up.use:
+            raise ConfigError(f"model.upsampling: the images still differ in size after upsampling towards "
+                              f"wanted_size {_size(tuple(up.wanted_size))} ({listing}); the CNN concatenates them on "
+                              "channels, so pick a wanted_size every image reaches by an integer factor")
+        raise ConfigError(f"model.upsampling: the images differ in size ({listing}); the CNN concatenates them on "
+                          "channels: set model.upsampling.use: true with a common wanted_size, or give images of "
+                          "one size")
+    return modules, sizes
 
 
 def build_combined(spec: InputSpec, p: CombinedParams) -> CombinedNet:
-    """Build the combined model for the inputs in ``spec``."""
-    cnn = None
-    names = list(spec.images)
-    if names:
-        first = spec.images[names[0]]
-        channels = sum(spec.images[n].channels for n in names)
-        cnn = CNN(channels, first.spatial, p.cnn)
+    """Build the combined model for the inputs in ``spec``.
+
+    Raises:
+        ConfigError: the config does not fit the data (FiLM without images or inputs, images of
+            different sizes, upsampling dims, conv_dim, …).
+        DataError: a gate image without its partner, or of another shape.
+    """
+    names, gated = split_gate_images(spec)
+    film_on = p.FiLM_gen.use
+    feeds = {"scalar_net": bool(spec.scalars), "track_net": bool(spec.tracks)}
+    if film_on:
+        keys = " / ".join(f"model.{n}.connect_to" for n in feeds)
+        if not names:
+            raise ConfigError(f"model.FiLM_gen.use is true but the data has no images: FiLM modulates the CNN; set "
+                              f"model.FiLM_gen.use: false and remove 'FiLM_gen' from {keys}")
+        if not any(present and "FiLM_gen" in getattr(p, n).connect_to for n, present in feeds.items()):
+            lacking = ", ".join(f"model.{n}.connect_to contains 'FiLM_gen' but the data has no "
+                                f"{'scalars' if n == 'scalar_net' else 'tracks'}"
+                                for n in feeds if "FiLM_gen" in getattr(p, n).connect_to)
+            raise ConfigError(f"model.FiLM_gen.use is true but no input reaches it ({lacking or 'nothing connected'}); "
+                              f"connect a net whose input the data has through {keys}")
+
+    def wanted(name: str) -> tuple[str, ...]:
+        targets = getattr(p, name).connect_to
+        return tuple(t for t in targets if t == "top" or (t == "FiLM_gen" and film_on))
+
     scalar_net = None
-    if spec.scalars and "top" in p.scalar_net.connect_to:
-        s = p.scalar_net
-        scalar_net = DenseStack(spec.scalars, s.units, s.activation, s.normalization, s.dropout, s.initialization,
-                                "model.scalar_net")
+    if spec.scalars and wanted("scalar_net"):
+        scalar_net = DenseStack(spec.scalars, p.scalar_net.units, path="model.scalar_net", **_dense_keys(p.scalar_net))
     track_net = None
-    if spec.tracks and "top" in p.track_net.connect_to:
+    if spec.tracks and wanted("track_net"):
         t = p.track_net
-        common: dict[str, Any] = dict(activation=t.activation, normalization=t.normalization, dropout=t.dropout,
-                                      initialization=t.initialization)
-        phi = DenseStack(spec.tracks[1], t.phi_units, path="model.track_net", **common)
-        rho = DenseStack(phi.out_features, t.rho_units, path="model.track_net", **common)
+        phi = DenseStack(spec.tracks[1], t.phi_units, path="model.track_net", **_dense_keys(t))
+        rho = DenseStack(phi.out_features, t.rho_units, path="model.track_net", **_dense_keys(t))
         track_net = DeepSets(phi, rho)
-    width = sum(m.out_features for m in (cnn, scalar_net, track_net) if m is not None)
+
+    gate_net = upsampling = film_gen = cnn = nin = None
+    if names:
+        g = p.gate_net
+        if gated:
+            gate_net = GateNet(g.units, g.use_res, g.final_activation, g.final_activation_init,
+                               path="model.gate_net", **_dense_keys(g))
+        specs = {n: spec.images[n] for n in names}
+        upsampling, sizes = _upsampling(names, specs, p)
+        channels = sum(specs[n].channels * (2 if n in gated and g.merge_method == "concatenate" else 1) for n in names)
+        cnn = CNN(channels, sizes[names[0]], p.cnn, film=film_on, flatten=not p.network_in_network.use)
+        if film_on:
+            width = sum(m.out_features for m, n in ((scalar_net, "scalar_net"), (track_net, "track_net"))
+                        if m is not None and "FiLM_gen" in wanted(n))
+            film_gen = FiLMGenerator(width, p.FiLM_gen.units, cnn.block_filters, path="model.FiLM_gen",
+                                     **_dense_keys(p.FiLM_gen))
+        if p.network_in_network.use:
+            q = p.network_in_network
+            dims = len(cnn.out_shape) - 1
+            strides = as_tuple(q.strides, dims, path="model.network_in_network.strides")
+            nin = NetworkInNetwork(dims, cnn.out_shape[0], cnn.out_shape[1:], q.units, strides,
+                                   globalavgpool=q.globalavgpool, path="model.network_in_network", **_dense_keys(q))
+
+    head = nin if nin is not None else cnn
+    width = (head.out_features if head is not None else 0) + sum(
+        m.out_features for m, n in ((scalar_net, "scalar_net"), (track_net, "track_net"))
+        if m is not None and "top" in wanted(n))
     if width == 0:
         raise ConfigError("model: no submodel receives any input (check scalar_net.connect_to / track_net.connect_to)")
     top = Top(width, p.top)
-    return CombinedNet(names, cnn, scalar_net, track_net, top)
+    parts = {"scalar_net": scalar_net, "track_net": track_net, "gate_net": gate_net, "FiLM_gen": film_gen,
+             "cnn": cnn, "network_in_network": nin, "top": top}
+    for name, module in parts.items():
+        if module is not None:
+            attach_layer_reg(module, getattr(p, name).layer_reg, f"model.{name}")
+    return CombinedNet(image_names=names, gated=gated, merge_method=p.gate_net.merge_method,
+                       scalar_net=scalar_net, scalars_to=wanted("scalar_net"), track_net=track_net,
+                       tracks_to=wanted("track_net"), gate_net=gate_net, upsampling=upsampling, FiLM_gen=film_gen,
+                       cnn=cnn, network_in_network=nin, top=top)

@@ -1,0 +1,598 @@
+"""The ``atlas_hdf5`` source: DeepCalo's ATLAS HDF5 layout, read in whole batches.
+
+Layout (DeepCalo's ``load_atlas_data``): one group per set; every dataset is ``{set}/{name}`` with
+the events along axis 0.
+
+* image ``img``: the datasets ``{set}/{img}_Lr{k}``, (N, H, W) or (N, D, H, W), one channel each in
+  increasing k. DeepCalo stacks them channels last; here they are stacked channels first,
+  (N, C, H, W), the data contract's layout. ``gate_{img}`` follows the same rule.
+* scalar: ``{set}/{name}``, (N,) (or (N, 1)); the scalars are stacked to (N, S) in config order.
+* track feature: ``{set}/{name}``, a ragged ``vlen`` (N,) dataset holding each event's real tracks
+  (or an already padded (N, T) dataset). The features are stacked to (N, T, F): an event's tracks
+  fill the first rows and the rest are zeros (padding "post"), so the track net can mask them. An
+  event with more than ``max_tracks`` tracks keeps its first ``max_tracks``.
+* target ``{set}/{name}``, or the ratio of two datasets ``[numerator, denominator]``.
+
+:class:`AtlasHDF5Store` reads a batch of events with one sorted read per dataset (a slice when the
+events are close together, h5py's fancy indexing otherwise), so memory holds only the batches in
+flight. It opens the file lazily in each process and never pickles an open handle, so DataLoader
+workers each get their own. With ``lazy: false`` (or ``auto`` and less than 1 GiB of selected data)
+the same reads fill an in-memory :class:`~deepscope.data.arrays.ArraySet` once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepscope.data.arrays import ArraySet
+from deepscope.errors import DataError, did_you_mean
+
+__all__ = ["AtlasHDF5Store", "LAZY_THRESHOLD_BYTES", "load_atlas_hdf5", "open_atlas_hdf5"]
+
+log = logging.getLogger(__name__)
+
+LAZY_THRESHOLD_BYTES = 1 << 30  # lazy: auto keeps less than this in memory
+_CHUNK_BYTES = 64 << 20  # at most this much per read when loading, scanning or checking a whole set
+_CHUNK_ROWS = 4096
+_LAYER = re.compile(r"^(?P<img>.+)_Lr(?P<k>\d+)$")
+_SHOWN = 25  # dataset names listed in an error
+
+
+# --- the plan: what to read from one set, checked once ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The checked dataset names of one set group, in the order they are stacked."""
+
+    group: str
+    n_events: int
+    images: dict[str, tuple[str, ...]]  # image name (gate images included) -> layer datasets, channel order
+    image_shapes: dict[str, tuple[int, ...]]
+    scalars: tuple[str, ...]
+    tracks: tuple[str, ...]
+    ragged: bool  # tracks are vlen datasets (else (N, T) padded ones)
+    max_tracks: int
+    target: tuple[str, ...]  # one name, or (numerator, denominator)
+    target_shape: tuple[int, ...]
+    target_integer: bool
+    multiply_output_with: str | None
+    sample_weights: str | None
+
+    def sample_bytes(self) -> int:
+        """Bytes one event takes in memory."""
+        n = sum(len(layers) * int(np.prod(self.image_shapes[k])) for k, layers in self.images.items())
+        n += len(self.scalars) + self.max_tracks * len(self.tracks)
+        n += int(np.prod(self.target_shape)) * (2 if self.target_integer else 1)
+        n += (self.multiply_output_with is not None) + (self.sample_weights is not None)
+        return 4 * n
+
+
+def _listing(names: list[str]) -> str:
+    shown = ", ".join(sorted(names)[:_SHOWN])
+    return (shown + f", … ({len(names)} in all)") if len(names) > _SHOWN else (shown or "nothing")
+
+
+class _Checker:
+    """Looks up and checks the datasets of one set group; every problem names the file and dataset."""
+
+    def __init__(self, path: Path, group: Any, key: str) -> None:
+        import h5py
+
+        self.path, self.group, self.key = path, group, key
+        self.name = group.name.strip("/")
+        self.datasets = [k for k, v in group.items() if isinstance(v, h5py.Dataset)]
+        self.lengths: dict[str, int] = {}
+
+    def where(self, name: str) -> str:
+        return f"data file '{self.path}', dataset '{self.name}/{name}'"
+
+    def get(self, name: str, option: str) -> Any:
+        import h5py
+
+        obj = self.group.get(name)
+        if not isinstance(obj, h5py.Dataset):
+            hint = did_you_mean(name, self.datasets)
+            raise DataError(
+                f"data file '{self.path}': no dataset '{self.name}/{name}' ({option}){hint}; "
+                f"group '{self.name}' has: {_listing(self.datasets)}"
+            )
+        if obj.ndim == 0:
+            raise DataError(f"{self.where(name)} ({option}): found a single value; expected one entry per event")
+        self.lengths[name] = int(obj.shape[0])
+        return obj
+
+    def numeric(self, ds: Any, name: str, option: str) -> None:
+        kind = ds.dtype.kind
+        if kind not in "fiub":
+            raise DataError(f"{self.where(name)} ({option}): found dtype {ds.dtype}; expected numbers")
+
+    def per_event(self, name: str, option: str) -> Any:
+        ds = self.get(name, option)
+        self.numeric(ds, name, option)
+        if not (ds.ndim == 1 or (ds.ndim == 2 and ds.shape[1] == 1)):
+            raise DataError(f"{self.where(name)} ({option}): found shape {ds.shape}; "
+                            "expected (N,), one value per event")
+        return ds
+
+    def layers(self, img: str) -> dict[int, str]:
+        found: dict[int, str] = {}
+        for name in self.datasets:
+            m = _LAYER.match(name)
+            if m and m.group("img") == img:
+                k = int(m.group("k"))
+                if k in found:
+                    raise DataError(f"{self.where(name)}: layer {k} of image '{img}' also appears as "
+                                    f"'{self.name}/{found[k]}'")
+                found[k] = name
+        return dict(sorted(found.items()))
+
+    def image_names(self) -> list[str]:
+        return sorted({m.group("img") for n in self.datasets if (m := _LAYER.match(n))})
+
+    def image(self, img: str, option: str) -> tuple[tuple[str, ...], tuple[int, ...], list[int]]:
+        layers = self.layers(img)
+        if not layers:
+            known = self.image_names()
+            raise DataError(
+                f"data file '{self.path}': no datasets '{self.name}/{img}_Lr<k>' for image '{img}' ({option})"
+                f"{did_you_mean(img, known)}; group '{self.name}' has images: {_listing(known)} "
+                f"(and datasets: {_listing(self.datasets)})"
+            )
+        shape: tuple[int, ...] | None = None
+        first = ""
+        for name in layers.values():
+            ds = self.get(name, option)
+            self.numeric(ds, name, option)
+            if ds.ndim not in (3, 4):
+                raise DataError(f"{self.where(name)} ({option}): found shape {ds.shape}; an image layer is "
+                                "(N, H, W) or (N, D, H, W)")
+            if shape is None:
+                shape, first = tuple(int(s) for s in ds.shape[1:]), name
+            elif tuple(ds.shape[1:]) != shape:
+                raise DataError(f"{self.where(name)} ({option}): found layer shape {tuple(ds.shape[1:])} but "
+                                f"'{self.name}/{first}' has {shape}; the layers of one image need the same size")
+        assert shape is not None
+        return tuple(layers.values()), shape, list(layers)
+
+    def same_length(self) -> int:
+        lengths = self.lengths
+        ref_name, ref = next(iter(lengths.items()))
+        for name, n in lengths.items():
+            if n != ref:
+                raise DataError(
+                    f"data file '{self.path}': '{self.name}/{name}' has {n} events but '{self.name}/{ref_name}' "
+                    f"has {ref}; every dataset of a set needs the same number of events"
+                )
+        if ref == 0:
+            raise DataError(f"data file '{self.path}': group '{self.name}' holds no events")
+        return ref
+
+
+def _plan(path: Path, f: Any, key: str, group_name: str, cfg: Any) -> tuple[_Plan, list[Any]]:
+    """Check one set group against the config; return the plan and its track datasets."""
+    import h5py
+
+    group = f.get(group_name)
+    if not isinstance(group, h5py.Group):
+        groups = [k for k, v in f.items() if isinstance(v, h5py.Group)]
+        raise DataError(
+            f"data file '{path}': no group '{group_name}' (data.sets.{key}){did_you_mean(group_name, groups)}; "
+            f"the file has groups: {_listing(groups)}"
+            + ("" if key == "train" else f" (leave {key} out of data.sets to go without it)")
+        )
+    c = _Checker(path, group, key)
+    images: dict[str, tuple[str, ...]] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
+    for img in cfg.images:
+        layers, shape, ks = c.image(img, "data.images")
+        images[img], shapes[img] = layers, shape
+        gate = f"gate_{img}"
+        if cfg.gate_images and not img.startswith("gate_") and gate not in cfg.images and c.layers(gate):
+            g_layers, g_shape, g_ks = c.image(gate, "data.gate_images")
+            if g_ks != ks or g_shape != shape:
+                raise DataError(
+                    f"data file '{path}': gate image '{group_name}/{gate}' has layers {g_ks} of size {g_shape} but "
+                    f"image '{img}' has layers {ks} of size {shape}; a gate image matches its image "
+                    "(or set data.gate_images: false)"
+                )
+            images[gate], shapes[gate] = g_layers, g_shape
+    for name in cfg.scalars:
+        c.per_event(name, "data.scalars")
+    tracks = [c.get(name, "data.tracks") for name in cfg.tracks]
+    kinds = set()
+    for name, ds in zip(cfg.tracks, tracks):
+        if h5py.check_vlen_dtype(ds.dtype) is not None and ds.ndim == 1:
+            base = h5py.check_vlen_dtype(ds.dtype)
+            if np.dtype(base).kind not in "fiub":
+                raise DataError(f"{c.where(name)} (data.tracks): found ragged entries of {base}; expected numbers")
+            kinds.add("ragged")
+        elif ds.ndim == 2 and ds.dtype.kind in "fiub":
+            kinds.add("padded")
+        else:
+            raise DataError(f"{c.where(name)} (data.tracks): found shape {ds.shape} of {ds.dtype}; a track feature "
+                            "is a ragged (vlen) (N,) dataset of per-event tracks, or a padded (N, T) one")
+    if len(kinds) > 1:
+        raise DataError(f"data file '{path}': the track features {', '.join(cfg.tracks)} of '{group_name}' mix "
+                        "ragged (vlen) and padded (N, T) datasets; use one kind")
+    target_names = (cfg.target,) if isinstance(cfg.target, str) else tuple(cfg.target)
+    target_shape: tuple[int, ...] = ()
+    target_integer = False
+    for i, name in enumerate(target_names):
+        ds = c.get(name, "data.target")
+        c.numeric(ds, name, "data.target")
+        shape = tuple(int(s) for s in ds.shape[1:])
+        if i == 0:
+            target_shape, target_integer = shape, ds.dtype.kind in "iub" and len(target_names) == 1
+        elif shape != target_shape:
+            raise DataError(f"{c.where(name)} (data.target): the denominator has per-event shape {shape} but the "
+                            f"numerator '{group_name}/{target_names[0]}' has {target_shape}")
+    for option in ("multiply_output_with", "sample_weights"):
+        name = getattr(cfg, option)
+        if name is not None:
+            c.per_event(name, f"data.{option}")
+    n = c.same_length()
+    plan = _Plan(
+        group=group_name, n_events=n, images=images, image_shapes=shapes, scalars=tuple(cfg.scalars),
+        tracks=tuple(cfg.tracks), ragged=kinds == {"ragged"}, max_tracks=0, target=target_names,
+        target_shape=target_shape, target_integer=target_integer,
+        multiply_output_with=cfg.multiply_output_with, sample_weights=cfg.sample_weights,
+    )
+    return plan, tracks
+
+
+def _longest(path: Path, group: str, ds: Any) -> int:
+    """The most tracks of any event in a track dataset (ragged: one chunked scan; padded: T)."""
+    if ds.ndim == 2:
+        return int(ds.shape[1])
+    longest = 0
+    step = 65536
+    try:
+        for start in range(0, ds.shape[0], step):
+            entries = ds[start:start + step]
+            if len(entries):
+                longest = max(longest, max(len(e) for e in entries))
+    except (OSError, RuntimeError, ValueError) as exc:
+        name = ds.name.rsplit("/", 1)[-1]
+        raise DataError(f"data file '{path}', dataset '{group}/{name}': cannot be read ({exc})") from None
+    return longest
+
+
+def _selection(n_points: Any, n_events: int, key: str, path: Path, group: str) -> tuple[np.ndarray | None, int]:
+    if n_points is None:
+        return None, n_events
+    if isinstance(n_points, int):
+        if n_points > n_events:
+            raise DataError(f"data.n_points.{key} is {n_points} but group '{group}' of '{path}' holds "
+                            f"{n_events} events")
+        return None, n_points
+    rows = np.unique(np.asarray(n_points, dtype=np.int64))
+    if rows[-1] >= n_events:
+        raise DataError(f"data.n_points.{key}: index {int(rows[-1])} is outside the {n_events} events of group "
+                        f"'{group}' in '{path}'")
+    return rows, len(rows)
+
+
+def _open(path: Path) -> Any:
+    import h5py
+
+    if not path.exists():
+        raise DataError(f"data file '{path}' not found")
+    if path.is_dir():
+        raise DataError(f"data file '{path}' is a folder; expected an HDF5 file")
+    try:
+        return h5py.File(path, "r")
+    except (OSError, ValueError) as exc:
+        raise DataError(f"data file '{path}' is not a readable HDF5 file ({exc})") from None
+
+
+def open_atlas_hdf5(cfg: Any) -> dict[str, "AtlasHDF5Store"]:
+    """Check the file against an ``atlas_hdf5`` config and return a lazy store per split.
+
+    Raises:
+        DataError: a missing or unreadable file, group or dataset, a wrong shape or dtype, datasets of
+            different lengths, or an ``n_points`` outside a set.
+    """
+    path = Path(cfg.path)
+    with _open(path) as f:
+        plans: dict[str, _Plan] = {}
+        tracks: dict[str, list[Any]] = {}
+        for key, group in cfg.sets.items():
+            plans[key], tracks[key] = _plan(path, f, key, group, cfg)
+        max_tracks = cfg.max_tracks
+        if max_tracks is None:
+            max_tracks = max((_longest(path, plans[k].group, tracks[k][0]) for k in plans if tracks[k]), default=0)
+            max_tracks = max(max_tracks, 1) if cfg.tracks else 0
+    stores = {}
+    for key, plan in plans.items():
+        plan = replace(plan, max_tracks=int(max_tracks))
+        rows, n = _selection(cfg.n_points.get(key), plan.n_events, key, path, plan.group)
+        stores[key] = AtlasHDF5Store(path, plan, rows, n)
+    return stores
+
+
+def load_atlas_hdf5(cfg: Any, data: Any = None) -> dict[str, "AtlasHDF5Store | ArraySet"]:
+    """The ``atlas_hdf5`` source: lazy stores, or in-memory sets when ``lazy`` says so."""
+    stores = open_atlas_hdf5(cfg)
+    total = sum(len(s) * s.plan.sample_bytes() for s in stores.values())
+    lazy = cfg.lazy if isinstance(cfg.lazy, bool) else total >= LAZY_THRESHOLD_BYTES
+    log.info("atlas_hdf5 '%s': %s, %.1f MiB selected", cfg.path, "lazy" if lazy else "in memory", total / 2**20)
+    if lazy:
+        return dict(stores)
+    out: dict[str, AtlasHDF5Store | ArraySet] = {}
+    for key, store in stores.items():
+        out[key] = store.load()
+        store.close()
+    return out
+
+
+# --- the store -----------------------------------------------------------------------------------------
+
+
+def _pad_tracks(features: list[np.ndarray], names: tuple[str, ...], max_tracks: int, where: str,
+                rows: np.ndarray) -> np.ndarray:
+    """Ragged per-feature object arrays (B,) -> (B, T, F) float32, real tracks first, zeros after."""
+    b, n_feat = len(features[0]), len(features)
+    out = np.zeros((b, max_tracks, n_feat), np.float32)
+    if b == 0:
+        return out
+    lengths = np.fromiter((len(e) for e in features[0]), dtype=np.int64, count=b)
+    total = int(lengths.sum())
+    if total == 0:
+        return out
+    event = np.repeat(np.arange(b), lengths)
+    pos = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    keep = pos < max_tracks
+    event, pos = event[keep], pos[keep]
+    for j, feat in enumerate(features):
+        if j:
+            other = np.fromiter((len(e) for e in feat), dtype=np.int64, count=b)
+            if not np.array_equal(other, lengths):
+                i = int(np.flatnonzero(other != lengths)[0])
+                raise DataError(f"{where}: event {int(rows[i])} has {other[i]} tracks in '{names[j]}' but "
+                                f"{lengths[i]} in '{names[0]}'; every track feature needs the same tracks")
+        out[event, pos, j] = np.concatenate(feat)[keep]
+    return out
+
+
+def _reorder(batch: dict[str, Any], order: np.ndarray) -> dict[str, Any]:
+    return {k: (_reorder(v, order) if isinstance(v, dict) else v[order]) for k, v in batch.items()}
+
+
+class AtlasHDF5Store:
+    """The selected events of one set group, read in batches (the ``SampleStore`` protocol).
+
+    Args:
+        path: the HDF5 file.
+        plan: the checked dataset names (from :func:`open_atlas_hdf5`).
+        rows: the selected events' rows in the file, increasing, or None for the first ``n``.
+        n: number of selected events.
+
+    Position ``i`` of the store is file row ``rows[i]`` (or ``i``); :meth:`file_rows` maps them.
+    The h5py file is opened on first use in each process and dropped when pickled, so every
+    DataLoader worker opens its own. ``rows_read`` counts the event rows fetched from the file per
+    dataset (a measure of how much a lazy run reads).
+    """
+
+    def __init__(self, path: Path, plan: _Plan, rows: np.ndarray | None, n: int) -> None:
+        self.path = Path(path)
+        self.plan = plan
+        self.rows = rows
+        self._n = int(n)
+        self._file: Any = None
+        self._pid: int | None = None
+        self.rows_read = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __repr__(self) -> str:
+        return f"AtlasHDF5Store('{self.path}', group '{self.plan.group}', {self._n} events)"
+
+    # --- the file handle, per process ------------------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_file"], state["_pid"] = None, None  # an open h5py handle must not cross processes
+        return state
+
+    def _group(self) -> Any:
+        if self._file is None or self._pid != os.getpid():
+            # a forked worker inherits the parent's handle: it drops it unused and opens its own
+            self._file = None
+            self._file = _open(self.path)
+            self._pid = os.getpid()
+        return self._file[self.plan.group]
+
+    def close(self) -> None:
+        """Close this process's handle (the next read opens the file again)."""
+        if self._file is not None and self._pid == os.getpid():
+            try:
+                self._file.close()
+            except Exception:  # noqa: BLE001 - closing a dead handle must not fail a run
+                pass
+        self._file, self._pid = None, None
+
+    # --- reads -----------------------------------------------------------------------------------------
+
+    def file_rows(self, positions: np.ndarray) -> np.ndarray:
+        """File rows of store positions."""
+        positions = np.asarray(positions, dtype=np.int64)
+        return positions if self.rows is None else self.rows[positions]
+
+    def _where(self, name: str) -> str:
+        return f"data file '{self.path}', dataset '{self.plan.group}/{name}'"
+
+    def _take(self, group: Any, name: str, rows: np.ndarray) -> np.ndarray:
+        """Rows (increasing, unique) of one dataset: a slice when they are close together, else fancy indexing."""
+        ds = group[name]
+        n = len(rows)
+        try:
+            if n == 0:
+                return ds[0:0]
+            lo, hi = int(rows[0]), int(rows[-1]) + 1
+            span = hi - lo
+            ragged = ds.dtype.kind == "O"
+            row_bytes = max(1, int(np.prod(ds.shape[1:])) * ds.dtype.itemsize)
+            if span == n:
+                out = ds[lo:hi]
+                self.rows_read += span
+            elif span <= (2 if ragged else 8) * n and span * row_bytes <= _CHUNK_BYTES:
+                out = ds[lo:hi][rows - lo]
+                self.rows_read += span
+            else:
+                out = ds[rows]
+                self.rows_read += n
+        except (OSError, RuntimeError, ValueError, TypeError) as exc:
+            raise DataError(f"{self._where(name)}: cannot be read ({exc})") from None
+        return out
+
+    def _positions(self, positions: np.ndarray) -> np.ndarray:
+        positions = np.asarray(positions, dtype=np.int64).reshape(-1)
+        if positions.size and (positions.min() < 0 or positions.max() >= self._n):
+            raise IndexError(f"{self!r}: position out of range 0..{self._n - 1}")
+        return positions
+
+    def _sorted_rows(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Increasing unique file rows for ``positions`` and, if needed, how to put them back in order."""
+        rows = self.file_rows(self._positions(positions))
+        if rows.size < 2 or bool(np.all(rows[1:] > rows[:-1])):
+            return rows, None
+        uniq, inverse = np.unique(rows, return_inverse=True)
+        return uniq, inverse
+
+    def read(self, positions: np.ndarray) -> dict[str, Any]:
+        """A batch in the data contract's layout (numpy, channels first) for store positions."""
+        rows, inverse = self._sorted_rows(positions)
+        batch = self._read_rows(rows)
+        return batch if inverse is None else _reorder(batch, inverse)
+
+    def _read_rows(self, rows: np.ndarray) -> dict[str, Any]:
+        plan = self.plan
+        g = self._group()
+        b = len(rows)
+        batch: dict[str, Any] = {}
+        if plan.images:
+            batch["images"] = {
+                name: np.stack([self._take(g, d, rows) for d in layers], axis=1).astype(np.float32, copy=False)
+                for name, layers in plan.images.items()
+            }
+        if plan.scalars:
+            batch["scalars"] = np.stack([self._take(g, d, rows).reshape(b) for d in plan.scalars],
+                                        axis=1).astype(np.float32, copy=False)
+        if plan.tracks:
+            feats = [self._take(g, d, rows) for d in plan.tracks]
+            if plan.ragged:
+                batch["tracks"] = _pad_tracks(feats, plan.tracks, plan.max_tracks,
+                                              f"data file '{self.path}', group '{plan.group}'", rows)
+            else:
+                t = np.zeros((b, plan.max_tracks, len(feats)), np.float32)
+                for j, feat in enumerate(feats):
+                    k = min(plan.max_tracks, feat.shape[1])
+                    t[:, :k, j] = feat[:, :k]
+                batch["tracks"] = t
+        batch["targets"] = self._targets(g, rows)
+        for key in ("multiply_output_with", "sample_weights"):
+            name = getattr(plan, key)
+            if name is not None:
+                batch[key] = self._take(g, name, rows).reshape(b).astype(np.float32, copy=False)
+        return batch
+
+    def _targets(self, g: Any, rows: np.ndarray) -> np.ndarray:
+        plan = self.plan
+        first = self._take(g, plan.target[0], rows)
+        if len(plan.target) == 2:
+            den = self._take(g, plan.target[1], rows)
+            with np.errstate(divide="ignore", invalid="ignore"):  # inf/NaN are reported by data.check_finite
+                return (first.astype(np.float64) / den.astype(np.float64)).astype(np.float32)
+        if plan.target_integer:
+            return first.astype(np.int64, copy=False)
+        return first.astype(np.float32, copy=False)
+
+    def read_targets(self, positions: np.ndarray) -> np.ndarray:
+        """Only the targets of ``positions`` (in chunks), without reading the inputs."""
+        out = []
+        positions = self._positions(positions)
+        for start in range(0, len(positions), 1 << 16):
+            rows, inverse = self._sorted_rows(positions[start:start + (1 << 16)])
+            t = self._targets(self._group(), rows)
+            out.append(t if inverse is None else t[inverse])
+        if not out:
+            return self._targets(self._group(), np.zeros(0, np.int64))
+        return np.concatenate(out)
+
+    # --- whole-set passes --------------------------------------------------------------------------------
+
+    def _chunk_rows(self) -> int:
+        return int(max(1, min(_CHUNK_ROWS, _CHUNK_BYTES // max(1, self.plan.sample_bytes()))))
+
+    def chunks(self) -> Any:
+        """Yield ``(positions, batch)`` over every selected event, a bounded chunk at a time."""
+        step = self._chunk_rows()
+        for start in range(0, self._n, step):
+            positions = np.arange(start, min(start + step, self._n))
+            yield positions, self.read(positions)
+
+    def check_finite(self, where: str) -> None:
+        """Raise :class:`DataError` naming the first dataset (and event) with NaN or inf; streams the set."""
+        plan = self.plan
+        for positions, batch in self.chunks():
+            named: list[tuple[str, np.ndarray, Any]] = []
+            for name, img in batch.get("images", {}).items():
+                named.append((f"images/{name}", img, plan.images[name]))
+            for key, names in (("scalars", plan.scalars), ("tracks", plan.tracks)):
+                if key in batch:
+                    named.append((key, batch[key], names))
+            target_name = " / ".join(f"{plan.group}/{t}" for t in plan.target)
+            for key in ("targets", "multiply_output_with", "sample_weights"):
+                if key in batch:
+                    named.append((key, batch[key], None))
+            for key, arr, names in named:
+                if not np.issubdtype(arr.dtype, np.floating):
+                    continue
+                bad = ~np.isfinite(arr)
+                if not bad.any():
+                    continue
+                first = np.argwhere(bad)[0]
+                row = int(self.file_rows(positions[first[0]:first[0] + 1])[0])
+                if key == "targets":
+                    dataset = ("the ratio " if len(plan.target) == 2 else "") + f"'{target_name}'"
+                elif names is None:
+                    dataset = f"'{plan.group}/{getattr(plan, key)}'"
+                else:
+                    axis = 1 if key.startswith("images/") else arr.ndim - 1  # channel / scalar / track feature
+                    dataset = f"'{plan.group}/{names[int(first[axis])]}'"
+                raise DataError(
+                    f"{where}['{key}']: data file '{self.path}', dataset {dataset} holds NaN/inf "
+                    f"({int(bad.sum())} value(s) in events {int(self.file_rows(positions[:1])[0])}.."
+                    f"{int(self.file_rows(positions[-1:])[0])}, first in event {row}); "
+                    "clean the data or set data.check_finite: false"
+                )
+
+    def load(self) -> ArraySet:
+        """Read every selected event into an in-memory :class:`ArraySet` (chunk by chunk, no second copy)."""
+        out: dict[str, Any] = {}
+
+        def fill(dst: dict[str, Any], src: dict[str, Any], sl: slice) -> None:
+            for key, value in src.items():
+                if isinstance(value, dict):
+                    fill(dst.setdefault(key, {}), value, sl)
+                else:
+                    if key not in dst:
+                        dst[key] = np.empty((self._n, *value.shape[1:]), dtype=value.dtype)
+                    dst[key][sl] = value
+
+        for positions, batch in self.chunks():
+            fill(out, batch, slice(int(positions[0]), int(positions[-1]) + 1))
+        return ArraySet(
+            images=out.get("images", {}), scalars=out.get("scalars"), tracks=out.get("tracks"),
+            targets=out.get("targets"), sample_weights=out.get("sample_weights"),
+            multiply_output_with=out.get("multiply_output_with"),
+        )
