@@ -104,6 +104,11 @@ def test_example_configs_smoke_train(tmp_path):
     configs = sorted(Path(__file__).resolve().parents[2].joinpath("configs").glob("*.yaml"))
     assert configs
     for path in configs:
+        extra = []
+        if yaml.safe_load(path.read_text())["data"]["source"] == "calorimeter":
+            # small simulated sets, written to the test's folder (the file itself is read lazily)
+            extra = ["-o", "data.n_train=300", "-o", "data.n_val=100", "-o", "data.n_test=100",
+                     "-o", f"data.hdf5_path={tmp_path / 'events.h5'}"]
         code = main(["train", str(path), "-o", f"log.dir={tmp_path}", "-o", "train.max_steps=3",
-                     "-o", "train.epochs=1", "-o", "log.progress_bar=none", "-o", "log.figures=false"])
+                     "-o", "train.epochs=1", "-o", "log.progress_bar=none", "-o", "log.figures=false", *extra])
         assert code == 0, path
