@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["confusion_matrix_figure", "learning_curves", "regression_figure"]
+__all__ = ["confusion_matrix_figure", "learning_curves", "regression_figure", "resolution_figure"]
 
 
 def _plt():
@@ -101,6 +101,49 @@ def regression_figure(pred: np.ndarray, target: np.ndarray, out: Path, title: st
     b.axvline(0, color="r", ls="--", lw=1)
     b.set_xlabel("predicted − true")
     b.set_title(f"residuals: mean {resid.mean():.3g}, std {resid.std():.3g}")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def resolution_figure(pred: np.ndarray, target: np.ndarray, out: Path, title: str = "",
+                      baseline: np.ndarray | None = None, bins: int = 8) -> Path | None:
+    """Relative resolution IQR / (1.349 · median) of pred/target and its median, in bins of the target.
+
+    The quantity energy-regression users quote (DeepCalo's calorimeter use case). Drawn only for
+    one positive target per sample; ``baseline`` (e.g. the accordion energy) is drawn beside it.
+    """
+    from deepscope.metrics import resolution
+
+    p, t = np.asarray(pred, float).reshape(len(pred), -1), np.asarray(target, float).reshape(len(target), -1)
+    if p.shape[1] != 1 or t.shape[1] != 1 or len(t) < 4 * bins or not (t > 0).all():
+        return None
+    p, t = p[:, 0], t[:, 0]
+    edges = np.unique(np.quantile(t, np.linspace(0, 1, bins + 1)))
+    centers = 0.5 * (edges[:-1] + edges[1:])
+    series = {"model": p} if baseline is None else {"model": p, "baseline": np.asarray(baseline, float).reshape(-1)}
+    plt = _plt()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.6))
+    for label, values in series.items():
+        res, med = [], []
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            sel = (t >= lo) & (t <= hi)
+            res.append(resolution(values[sel], t[sel]))
+            med.append(float(np.median(values[sel] / t[sel])))
+        a.plot(centers, res, marker="o", label=f"{label} (all: {resolution(values, t):.4f})")
+        b.plot(centers, med, marker="o", label=label)
+    a.set_xlabel("target")
+    a.set_ylabel("IQR / (1.349 · median) of pred/target")
+    a.set_title(f"{title} resolution".strip())
+    b.axhline(1.0, color="k", lw=0.8, ls="--")
+    b.set_xlabel("target")
+    b.set_ylabel("median pred/target")
+    b.set_title(f"{title} scale".strip())
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend()
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)

@@ -203,6 +203,8 @@ def _split_figures(task: Task, result: dict[str, np.ndarray], figures: Path, spl
     elif task.kind == "regression":
         plots.regression_figure(result["predictions"], result["targets"], figures / f"regression_{split}.png",
                                 title=split)
+        plots.resolution_figure(result["predictions"], result["targets"], figures / f"resolution_{split}.png",
+                                title=split)
 
 
 def train(config: Any, data: Any = None, overrides: list[str] | tuple[str, ...] = (),
