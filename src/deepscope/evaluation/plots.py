@@ -97,7 +97,7 @@ def regression_figure(pred: np.ndarray, target: np.ndarray, out: Path, title: st
     a.set_ylabel("predicted")
     a.set_title(f"{title} predicted vs true".strip())
     resid = p - t
-    b.hist(resid, bins=60, color="tab:blue", alpha=0.8)
+    b.hist(resid, bins=60 if np.ptp(resid) > 0 else 1, color="tab:blue", alpha=0.8)  # constant: one bar
     b.axvline(0, color="r", ls="--", lw=1)
     b.set_xlabel("predicted − true")
     b.set_title(f"residuals: mean {resid.mean():.3g}, std {resid.std():.3g}")
