@@ -97,7 +97,8 @@ def regression_figure(pred: np.ndarray, target: np.ndarray, out: Path, title: st
     a.set_ylabel("predicted")
     a.set_title(f"{title} predicted vs true".strip())
     resid = p - t
-    b.hist(resid, bins=60 if np.ptp(resid) > 0 else 1, color="tab:blue", alpha=0.8)  # constant: one bar
+    spread = np.ptp(resid) > 1e-9 * max(1.0, float(np.abs(resid).max()))
+    b.hist(resid, bins=60 if spread else 1, color="tab:blue", alpha=0.8)  # (near) constant: one bar
     b.axvline(0, color="r", ls="--", lw=1)
     b.set_xlabel("predicted − true")
     b.set_title(f"residuals: mean {resid.mean():.3g}, std {resid.std():.3g}")
