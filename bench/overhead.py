@@ -2,22 +2,28 @@
 
 Both sides train deepscope's ``combined`` architecture (a CNN over one calorimeter-like image,
 then a dense top) on the same synthetic in-memory data, with the same initial weights, optimizer
-(Adam), learning rate, loss (mse) and batch size, in this one process. The runs are interleaved
-(plain, deepscope, deepscope, plain, ...) so slow drifts of the machine hit both sides alike.
+(Adam), learning rate, loss (mse) and batch size, in this one process.
 
 * plain: pre-standardized torch tensors, a random permutation per epoch, then for each batch
-  forward, loss, zero_grad, backward, step. No validation, no logging. Each epoch is timed.
-* deepscope: ``deepscope.train(cfg, data=...)`` with a tiny validation set, no TensorBoard,
-  figures, predictions or progress bar. The per-epoch ``epoch_time`` column of the run's
-  ``metrics.csv`` is the time of the epoch as deepscope reports it (training batches plus the
-  end-of-epoch work: the tiny validation pass, checkpoints, metrics). A timing callback splits
-  it into training batches and the rest. The wall time of the whole call is shown for context.
+  forward, loss, zero_grad, backward, step. No validation, no logging, no checkpoints.
+* deepscope: ``deepscope.train(cfg, data=...)`` with a tiny validation set and no TensorBoard,
+  figures, predictions or progress bar. Its time per epoch is the ``epoch_time`` column of the
+  run's ``metrics.csv``: the training batches plus the end-of-epoch work that every deepscope
+  epoch does (the tiny validation pass, best/last checkpoints, the epoch's metrics). Startup and
+  the final evaluation are outside it; the wall time of the whole call is shown for context.
 
-The first epoch of every run is a warm-up and is discarded; the figures are medians over the other
-epochs. The ratio is deepscope samples/s divided by plain samples/s (1.0 = no overhead).
+The two sides alternate epoch by epoch (``--interleave epoch``, the default): one plain epoch runs
+from a callback just before each deepscope epoch starts, outside deepscope's epoch timer, so a
+burst of load from other processes hits both sides alike. ``--interleave run`` runs whole plain
+runs and whole deepscope runs in turn instead (plain, deepscope, deepscope, plain, ...).
 
-    python bench/overhead.py                  # defaults: about 1.5 minutes on 2 CPU cores
-    python bench/overhead.py --repeats 5 --epochs 6 --filters 8
+The first epoch of every run is a warm-up and is discarded on both sides; the figures are medians
+over the other epochs. The ratio is deepscope samples/s divided by plain samples/s (1.0 = no
+overhead). Timings are only meaningful on an otherwise idle machine: the script prints the load
+average before and after.
+
+    python bench/overhead.py                   # defaults: about 1.5 minutes on 2 CPU cores
+    python bench/overhead.py --filters 8 --block-depths 1,1,1 --batch-size 32   # a ~5 ms step
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import numpy as np
 import torch
 
@@ -44,20 +51,14 @@ from deepscope.data.dataset import to_tensors
 from deepscope.data.prepare import prepare_data
 from deepscope.models.build import build_model
 
-try:  # optional: only for the split of deepscope's epoch into training batches and the rest
-    import lightning as L
-except ImportError:  # pragma: no cover
-    L = None
-
-
 # --- data and config -------------------------------------------------------------------------------
 
 
-def make_showers(n: int, size: int = 32, channels: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Calorimeter-like images (n, size, size, channels), channels last, and their energies (n,).
+def make_showers(n: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Calorimeter-like images (n, size, size, 2), channels last, and their energies (n,).
 
     Each sample is a Gaussian shower with a random centre, width and energy, shared between the
-    layers in a random proportion, plus a little electronic noise. The target is the true energy.
+    two layers in a random proportion, plus a little electronic noise. The target is the energy.
     """
     rng = np.random.default_rng(seed)
     energy = rng.uniform(10.0, 100.0, n).astype(np.float32)
@@ -69,9 +70,7 @@ def make_showers(n: int, size: int = 32, channels: int = 2, seed: int = 0) -> tu
     profile = np.exp(-(dy[:, :, None] + dx[:, None, :]) / (2 * width**2))
     profile /= profile.sum(axis=(1, 2), keepdims=True)
     share = rng.uniform(0.2, 0.8, (n, 1))
-    fractions = np.concatenate([share, 1 - share], 1)[:, :channels]
-    if channels > 2:
-        fractions = np.concatenate([fractions, np.full((n, channels - 2), 0.05)], 1)
+    fractions = np.concatenate([share, 1 - share], 1)
     x = profile[..., None] * (energy[:, None, None, None] * fractions[:, None, None, :])
     x += rng.normal(0.0, 0.05, x.shape)
     return x.astype(np.float32), energy
@@ -111,91 +110,95 @@ class PlainLoop:
     def __init__(self, cfg_dict: dict[str, Any], data: dict[str, Any]) -> None:
         cfg = load_config(cfg_dict)
         prepared = prepare_data(cfg, data)
-        self.cfg = cfg
-        # deepscope seeds like this right before it builds its net, so these are its initial weights
-        torch.manual_seed(cfg.seed)
-        if L is not None:
-            L.seed_everything(cfg.seed, workers=True, verbose=False)
+        self.lr, self.batch_size = cfg.train.lr, cfg.train.batch_size
+        # deepscope seeds exactly like this right before it builds its net: these are its initial weights
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
         self.reference = build_model(cfg.model, prepared.spec, cfg.train.loss.class_name)
         self.initial_state = copy.deepcopy(self.reference.state_dict())
-        train = prepared.standardizer.transform(prepared.stores["train"].read(prepared.indices["train"]))
-        tensors = to_tensors(train)  # the same standardized values deepscope trains on
-        self.x = tensors["images"]["calo"].contiguous()
-        self.y = tensors["targets"].contiguous()
+        # the same standardized values deepscope trains on, as ready-made tensors
+        train = to_tensors(prepared.standardizer.transform(prepared.stores["train"].read(prepared.indices["train"])))
+        self.x = train["images"]["calo"].contiguous()
+        self.y = train["targets"].contiguous()
         self.n = len(self.y)
+        self.n_params = sum(p.numel() for p in self.reference.parameters())
 
-    def run(self, epochs: int, seed: int) -> list[float]:
-        """Train a fresh copy of the initial weights; returns seconds per epoch."""
-        net = copy.deepcopy(self.reference)
-        net.load_state_dict(self.initial_state)
-        net.train()
-        opt = torch.optim.Adam(net.parameters(), lr=self.cfg.train.lr)
-        loss_fn = torch.nn.MSELoss()
-        bs = self.cfg.train.batch_size
-        gen = torch.Generator().manual_seed(seed)
-        times = []
-        for _ in range(epochs):
+    def start(self, seed: int) -> None:
+        """A fresh copy of the initial weights and a fresh Adam."""
+        self.net = copy.deepcopy(self.reference)
+        self.net.load_state_dict(self.initial_state)
+        self.net.train()
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+        self.loss_fn = torch.nn.MSELoss()
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def epoch(self) -> tuple[float, float]:
+        """One epoch; returns (seconds, mean training loss)."""
+        net, opt, loss_fn, x, y, bs = self.net, self.opt, self.loss_fn, self.x, self.y, self.batch_size
+        with torch.enable_grad():
             start = time.perf_counter()
-            perm = torch.randperm(self.n, generator=gen)
+            perm = torch.randperm(self.n, generator=self.gen)
+            total = torch.zeros(())
             for i in range(0, self.n, bs):
                 idx = perm[i:i + bs]
-                xb, yb = self.x[idx], self.y[idx]
+                xb, yb = x[idx], y[idx]
                 out = net(images={"calo": xb}).reshape(-1)
                 loss = loss_fn(out, yb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-            times.append(time.perf_counter() - start)
-        self.last_loss = loss.item()
-        return times
+                total += loss.detach() * len(idx)
+            seconds = time.perf_counter() - start
+        return seconds, float(total) / self.n
 
 
 # --- deepscope -------------------------------------------------------------------------------------
 
 
-class EpochSplit(L.Callback if L is not None else object):  # type: ignore[misc]
-    """Epoch-level hooks only (nothing per batch): when the training batches of an epoch end."""
+class BenchCallback(L.Callback):
+    """Epoch-level hooks only (nothing per batch).
 
-    def __init__(self) -> None:
-        self.start: float = 0.0
+    Runs one plain epoch when a deepscope epoch is about to start (Lightning calls callbacks before
+    the system's own ``on_train_epoch_start``, where deepscope's epoch timer starts), and records
+    when deepscope's training batches end (validation starts).
+    """
+
+    def __init__(self, plain: PlainLoop | None) -> None:
+        self.plain = plain
+        self.plain_times: list[float] = []
+        self.plain_losses: list[float] = []
         self.batches: list[float] = []
-        self.val: list[float] = []
-        self._val_start: float | None = None
+        self._start = 0.0
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-        self.start = time.perf_counter()
-        self._val_start = None
+        if self.plain is not None:
+            seconds, loss = self.plain.epoch()
+            self.plain_times.append(seconds)
+            self.plain_losses.append(loss)
+        self._start = time.perf_counter()
 
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
-        self._val_start = time.perf_counter()
-        self.batches.append(self._val_start - self.start)
-
-    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-        if self._val_start is not None:
-            self.val.append(time.perf_counter() - self._val_start)
+        self.batches.append(time.perf_counter() - self._start)
 
 
-def run_deepscope(cfg_dict: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-    """One ``deepscope.train`` call; per-epoch times from metrics.csv and the timing callback."""
-    split = EpochSplit() if L is not None else None
+def run_deepscope(cfg_dict: dict[str, Any], data: dict[str, Any], plain: PlainLoop | None) -> dict[str, Any]:
+    """One ``deepscope.train`` call (with ``plain`` epochs interleaved when given)."""
+    bench = BenchCallback(plain)
     original = ds_experiment.build_trainer
 
-    def with_timer(cfg: Any, run: Any, resume_epoch: Any) -> Any:
-        return original(cfg, run, resume_epoch, extra_callbacks=[split])
+    def with_bench(cfg: Any, run: Any, resume_epoch: Any) -> Any:
+        return original(cfg, run, resume_epoch, extra_callbacks=[bench])
 
-    if split is not None:
-        ds_experiment.build_trainer = with_timer
+    ds_experiment.build_trainer = with_bench
     try:
         start = time.perf_counter()
         result = deepscope.train(cfg_dict, data=data)
-        wall = time.perf_counter() - start
+        wall = time.perf_counter() - start - sum(bench.plain_times)
     finally:
         ds_experiment.build_trainer = original
     with open(Path(result.run_dir) / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    epoch_times = [float(r["epoch_time"]) for r in rows]
-    return {"epoch": epoch_times, "batches": split.batches if split else [], "val": split.val if split else [],
-            "wall": wall, "loss": float(rows[-1]["train_loss"]), "run_dir": result.run_dir}
+    return {"epoch": [float(r["epoch_time"]) for r in rows], "loss": float(rows[-1]["train_loss"]),
+            "batches": bench.batches, "wall": wall, "plain": bench.plain_times, "plain_losses": bench.plain_losses}
 
 
 # --- report ----------------------------------------------------------------------------------------
@@ -205,83 +208,120 @@ def med(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def _spread(values: list[float]) -> float:
+    """Interquartile range over median: how noisy a side's epoch times were."""
+    if len(values) < 4:
+        return 0.0
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return (q3 - q1) / med(values)
+
+
+def load() -> str:
+    try:
+        return "/".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:  # pragma: no cover
+        return "?"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--samples", type=int, default=4096, help="training samples (default 4096)")
     p.add_argument("--val-samples", type=int, default=64, help="validation samples, kept tiny (default 64)")
-    p.add_argument("--epochs", type=int, default=4, help="epochs per run; the first is warm-up (default 4)")
+    p.add_argument("--epochs", type=int, default=5, help="epochs per run; the first is warm-up (default 5)")
     p.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
-    p.add_argument("--repeats", type=int, default=3, help="runs per side, interleaved (default 3)")
+    p.add_argument("--repeats", type=int, default=3, help="runs per side (default 3)")
     p.add_argument("--filters", type=int, default=16, help="model.cnn.n_init_filters (default 16)")
     p.add_argument("--block-depths", type=lambda s: [int(v) for v in s.split(",")], default=[1, 2, 2],
                    help="model.cnn.block_depths, comma separated (default 1,2,2)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                   help="torch.set_num_threads for both sides (default: all cores)")
+                   help="torch.set_num_threads, the same for both sides (default: all CPUs)")
+    p.add_argument("--interleave", choices=("epoch", "run"), default="epoch",
+                   help="alternate plain and deepscope every epoch (default) or every run")
     args = p.parse_args(argv)
     if args.epochs < 2:
         p.error("--epochs must be at least 2 (the first epoch is discarded)")
 
     torch.set_num_threads(args.threads)
-    print(f"deepscope {deepscope.__version__ if hasattr(deepscope, '__version__') else '?'}, "
-          f"torch {torch.__version__}, lightning {L.__version__ if L else '-'}, python {platform.python_version()}, "
-          f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads")
-    print(f"data: {args.samples} train + {args.val_samples} val samples of (32, 32, 2); batch {args.batch_size}; "
-          f"cnn block_depths {args.block_depths}, n_init_filters {args.filters}; Adam lr {args.lr}; "
-          f"{args.epochs} epochs per run (first discarded), {args.repeats} repeats per side\n")
-
+    print(f"deepscope {getattr(deepscope, '__version__', '?')}, torch {torch.__version__}, lightning {L.__version__}, "
+          f"python {platform.python_version()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads; "
+          f"load average before {load()}")
     data = make_data(args.samples, args.val_samples)
     steps = -(-args.samples // args.batch_size)
-    plain_epochs: list[float] = []
-    ds_epochs: list[float] = []
+    plain_all: list[float] = []
+    ds_all: list[float] = []
     ds_batches: list[float] = []
+    pair_ratios: list[float] = []
     rows: list[tuple[str, ...]] = []
     with tempfile.TemporaryDirectory(prefix="deepscope-bench-") as tmp:
-        plain = PlainLoop(make_config(args, Path(tmp), "probe"), data)
-        n_params = sum(p.numel() for p in plain.reference.parameters())
-        print(f"model: {n_params:,} parameters; {steps} steps per epoch\n")
-        for r in range(args.repeats):
-            order = ("plain", "deepscope") if r % 2 == 0 else ("deepscope", "plain")
-            for side in order:
-                if side == "plain":
-                    start = time.perf_counter()
-                    times = plain.run(args.epochs, seed=r)
-                    wall = time.perf_counter() - start
-                    timed = times[1:]
-                    plain_epochs += timed
-                    rows.append((str(r + 1), "plain", f"{med(timed):.3f}", "-", f"{args.samples / med(timed):.0f}",
-                                 f"{med(timed) / steps * 1e3:.1f}", f"{wall:.1f}", f"{plain.last_loss:.4f}"))
-                else:
-                    res = run_deepscope(make_config(args, Path(tmp), f"overhead-{r}"), data)
-                    timed = res["epoch"][1:]
-                    ds_epochs += timed
-                    ds_batches += res["batches"][1:]
-                    rows.append((str(r + 1), "deepscope", f"{med(timed):.3f}",
-                                 f"{med(res['batches'][1:]):.3f}" if res["batches"] else "-",
-                                 f"{args.samples / med(timed):.0f}", f"{med(timed) / steps * 1e3:.1f}",
-                                 f"{res['wall']:.1f}", f"{res['loss']:.4f}"))
-                print("  ran " + side + f" (repeat {r + 1})", file=sys.stderr, flush=True)
+        plain = PlainLoop(make_config(args, Path(tmp), "plain"), data)
+        print(f"data: {args.samples} train + {args.val_samples} val samples of (32, 32, 2), batch {args.batch_size}, "
+              f"{steps} steps per epoch; cnn block_depths {args.block_depths}, n_init_filters {args.filters} "
+              f"({plain.n_params:,} parameters); Adam lr {args.lr}")
+        print(f"{args.repeats} repeats x {args.epochs} epochs per side, first epoch of each run discarded, "
+              f"interleaved per {args.interleave}\n")
 
-    head = ("repeat", "side", "epoch s", "batches s", "samples/s", "ms/step", "run wall s", "train loss")
+        def plain_row(r: int, times: list[float], losses: list[float], wall: str) -> None:
+            t = med(times[1:])
+            plain_all.extend(times[1:])
+            rows.append((str(r + 1), "plain", f"{t:.3f}", "-", f"{args.samples / t:.0f}", f"{t / steps * 1e3:.2f}",
+                         wall, f"{losses[-1]:.4f}"))
+
+        for r in range(args.repeats):
+            order = ("plain", "deepscope") if args.interleave == "run" and r % 2 == 0 else ("deepscope", "plain")
+            for side in order:
+                if side == "plain" and args.interleave == "run":
+                    plain.start(seed=r)
+                    start = time.perf_counter()
+                    out = [plain.epoch() for _ in range(args.epochs)]
+                    plain_row(r, [o[0] for o in out], [o[1] for o in out], f"{time.perf_counter() - start:.1f}")
+                elif side == "deepscope":
+                    paired = args.interleave == "epoch"
+                    if paired:
+                        plain.start(seed=r)
+                    res = run_deepscope(make_config(args, Path(tmp), f"overhead-{r}"), data, plain if paired else None)
+                    timed = res["epoch"][1:]
+                    if paired:
+                        plain_row(r, res["plain"], res["plain_losses"], "-")
+                        pair_ratios += [pt / dt for pt, dt in zip(res["plain"][1:], timed)]
+                    ds_all.extend(timed)
+                    ds_batches.extend(res["batches"][1:])
+                    t = med(timed)
+                    rows.append((str(r + 1), "deepscope", f"{t:.3f}", f"{med(res['batches'][1:]):.3f}",
+                                 f"{args.samples / t:.0f}", f"{t / steps * 1e3:.2f}", f"{res['wall']:.1f}",
+                                 f"{res['loss']:.4f}"))
+
+    head = ("repeat", "side", "epoch s", "batches s", "samples/s", "ms/step", "call wall s", "train loss")
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
-    line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))  # noqa: E731
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(c.rjust(w) for c, w in zip(cells, widths))
+
     print(line(head))
     print(line(tuple("-" * w for w in widths)))
     for row in rows:
         print(line(row))
+    print("(epoch s: median over the timed epochs; batches s: deepscope's training batches alone; call wall s: "
+          "the whole deepscope.train call, startup and final evaluation included)\n")
 
-    plain_t, ds_t = med(plain_epochs), med(ds_epochs)
+    plain_t, ds_t, batches_t = med(plain_all), med(ds_all), med(ds_batches)
     plain_sps, ds_sps = args.samples / plain_t, args.samples / ds_t
-    print()
-    print(f"plain loop:  {plain_sps:8.0f} samples/s   {plain_t / steps * 1e3:6.1f} ms/step   "
-          f"(median of {len(plain_epochs)} epochs)")
-    print(f"deepscope:   {ds_sps:8.0f} samples/s   {ds_t / steps * 1e3:6.1f} ms/step   "
-          f"(median of {len(ds_epochs)} epochs, metrics.csv epoch_time)")
-    if ds_batches:
-        b = med(ds_batches)
-        print(f"  of which training batches {b / steps * 1e3:.1f} ms/step; end of epoch (validation, "
-              f"checkpoints, metrics) {(ds_t - b) * 1e3:.0f} ms per epoch")
-        print(f"ratio, training batches only:  {plain_t / b:.3f}")
+    print(f"plain loop: {plain_sps:7.0f} samples/s  {plain_t / steps * 1e3:6.2f} ms/step  "
+          f"(median of {len(plain_all)} epochs)")
+    print(f"deepscope:  {ds_sps:7.0f} samples/s  {ds_t / steps * 1e3:6.2f} ms/step  (median of {len(ds_all)} epochs, "
+          f"metrics.csv epoch_time)")
+    print(f"  training batches {batches_t / steps * 1e3:.2f} ms/step, end of epoch (validation, checkpoints, metrics) "
+          f"{(ds_t - batches_t) * 1e3:.0f} ms per epoch")
+    print(f"  overhead per step vs plain: {(ds_t - plain_t) / steps * 1e3:.2f} ms "
+          f"({(batches_t - plain_t) / steps * 1e3:.2f} ms in the training batches)")
+    if pair_ratios:
+        print(f"  median ratio of paired epochs: {med(pair_ratios):.3f}")
+    print(f"  ratio of the fastest epochs: {min(plain_all) / min(ds_all):.3f}")
+    print(f"load average after {load()}")
+    spread = max(_spread(plain_all), _spread(ds_all))
+    if spread > 0.10:
+        print(f"WARNING: epoch times vary by {spread:.0%} (interquartile range / median): the machine was busy; "
+              "rerun on an idle machine for figures to compare")
     print(f"ratio (deepscope / plain samples/s): {ds_sps / plain_sps:.3f}")
     return 0
 
