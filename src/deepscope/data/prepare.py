@@ -39,6 +39,20 @@ class PreparedData:
     def sizes(self) -> dict[str, int]:
         return {k: len(v) for k, v in self.indices.items()}
 
+    def training_store(self, split: str) -> tuple[SampleStore, Standardizer | None]:
+        """The store to train on and the transform still to apply per batch.
+
+        In-memory sets are standardized once (shared by the splits of one pool); lazy stores
+        standardize each batch as it is read.
+        """
+        store = self.stores[split]
+        if not isinstance(store, ArraySet):
+            return store, self.standardizer
+        cache = self.__dict__.setdefault("_standardized", {})
+        if id(store) not in cache:
+            cache[id(store)] = store.standardized(self.standardizer.transform)
+        return cache[id(store)], None
+
 
 def prepare_data(cfg: ExperimentConfig, data: Any = None) -> PreparedData:
     """Load, check, split and fit standardization, as ``cfg.data`` says.

@@ -63,7 +63,8 @@ def _task(cfg: ExperimentConfig, spec: InputSpec, standardizer: Standardizer) ->
 
 
 def _loader(prepared: PreparedData, split: str, cfg: ExperimentConfig, shuffle: bool) -> BatchLoader:
-    dataset = BatchDataset(prepared.stores[split], prepared.indices[split], prepared.standardizer)
+    store, per_batch = prepared.training_store(split)
+    dataset = BatchDataset(store, prepared.indices[split], per_batch)
     sampler = BatchIndexSampler(len(dataset), cfg.train.batch_size, shuffle=shuffle, seed=cfg.seed)
     return BatchLoader(dataset, sampler, num_workers=cfg.data.num_workers,
                        pin_memory=torch.cuda.is_available() and cfg.train.accelerator != "cpu")
