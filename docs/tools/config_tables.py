@@ -19,10 +19,12 @@ from pydantic import BaseModel
 from pydantic.functional_validators import BeforeValidator
 from pydantic_core import PydanticUndefined
 
-from deepscope.config.data import DataBase, DigitsData, NpzData, SplitConfig, StandardizeConfig
+from deepscope.config.data import (ArraysData, AtlasHDF5Data, CalorimeterData, DataBase, DataCommon, DigitsData,
+                                   NpzData, SplitConfig, StandardizeConfig)
 from deepscope.config.log import LogConfig
-from deepscope.config.model import (CNNConfig, CombinedParams, ScalarNetConfig, SubmodelConfig, TopConfig,
-                                    TrackNetConfig)
+from deepscope.config.model import (CNNConfig, CombinedParams, DropBlockConfig, FiLMGenConfig, GateNetConfig,
+                                    LayerRegConfig, NetworkInNetworkConfig, PretrainedModelConfig, ScalarNetConfig,
+                                    SubmodelConfig, TopConfig, TrackNetConfig, UpsamplingConfig)
 from deepscope.config.schema import ExperimentConfig
 from deepscope.config.train import EarlyStoppingConfig, TrainConfig
 from deepscope.registry import Registry
@@ -31,19 +33,31 @@ DOC = Path(__file__).resolve().parents[1] / "config.md"
 BEGIN, END = "<!-- BEGIN GENERATED KEY TABLES -->", "<!-- END GENERATED KEY TABLES -->"
 
 # (heading, model, keys to leave out because another table shows them)
+_SUB = tuple(SubmodelConfig.model_fields)
 TABLES: list[tuple[str, type[BaseModel], tuple[str, ...]]] = [
     ("Top level", ExperimentConfig, ()),
-    ("`data` — every source", DataBase, ()),
+    ("`data` — every source", DataCommon, ()),
+    ("`data` with `source: arrays`", ArraysData, tuple(DataCommon.model_fields)),
     ("`data` with `source: npz`", NpzData, tuple(DataBase.model_fields)),
     ("`data` with `source: sklearn_digits`", DigitsData, tuple(DataBase.model_fields)),
+    ("`data` with `source: atlas_hdf5`", AtlasHDF5Data, tuple(DataCommon.model_fields)),
+    ("`data` with `source: calorimeter`", CalorimeterData, tuple(DataCommon.model_fields)),
     ("`data.split`", SplitConfig, ()),
     ("`data.standardize`", StandardizeConfig, ()),
     ("`model` (architecture `combined`)", CombinedParams, ()),
-    ("Keys every submodel has (`cnn`, `top`, `scalar_net`, `track_net`)", SubmodelConfig, ()),
-    ("`model.cnn`", CNNConfig, tuple(SubmodelConfig.model_fields)),
-    ("`model.top`", TopConfig, tuple(SubmodelConfig.model_fields)),
-    ("`model.scalar_net`", ScalarNetConfig, tuple(SubmodelConfig.model_fields)),
-    ("`model.track_net`", TrackNetConfig, tuple(SubmodelConfig.model_fields)),
+    ("Keys every submodel has (`cnn`, `top`, `scalar_net`, `track_net`, `network_in_network`, `FiLM_gen`, "
+     "`gate_net`)", SubmodelConfig, ()),
+    ("`model.<submodel>.layer_reg`", LayerRegConfig, ()),
+    ("`model.cnn`", CNNConfig, tuple(k for k in _SUB if k != "dropout")),
+    ("`model.cnn.dropout` (DropBlock)", DropBlockConfig, ()),
+    ("`model.network_in_network`", NetworkInNetworkConfig, _SUB),
+    ("`model.top`", TopConfig, _SUB),
+    ("`model.scalar_net`", ScalarNetConfig, _SUB),
+    ("`model.track_net`", TrackNetConfig, _SUB),
+    ("`model.FiLM_gen`", FiLMGenConfig, _SUB),
+    ("`model.gate_net`", GateNetConfig, _SUB),
+    ("`model.upsampling`", UpsamplingConfig, ()),
+    ("`model.pretrained_model`", PretrainedModelConfig, ()),
     ("`train`", TrainConfig, ()),
     ("`train.early_stopping`", EarlyStoppingConfig, ()),
     ("`log`", LogConfig, ()),
@@ -57,19 +71,72 @@ MEANINGS: dict[str, str] = {
     "ExperimentConfig.model": "The network; see the `model` tables.",
     "ExperimentConfig.train": "Loss, metrics, optimizer and the training loop; see the `train` table.",
     "ExperimentConfig.log": "What the run folder holds besides checkpoints; see the `log` table.",
-    "DataBase.split": "How one pool of samples is divided into train/val/test. `null` means the defaults "
-                      "(15 % val, 15 % test) for unsplit data; must stay `null` for data that comes split.",
-    "DataBase.standardize": "Mean/std scaling fitted on the training split only.",
+    "DataCommon.split": "How one pool of samples is divided into train/val/test. `null` means the defaults "
+                        "(15 % val, 15 % test) for unsplit data; must stay `null` for data that comes split "
+                        "(a split dict or file, and the `atlas_hdf5` and `calorimeter` sources).",
+    "DataCommon.standardize": "Mean/std scaling fitted on the training split only.",
     "DataBase.channels": "Where the channel axis of image arrays is: `last` = (N, H, W, C) or (N, D, H, W, C) "
                          "as in DeepCalo/Keras; `first` = (N, C, ...) as in PyTorch. (N, H, W) arrays get one channel.",
-    "DataBase.num_workers": "Background worker processes that read and standardize batches (0: in the main process).",
-    "DataBase.check_finite": "Refuse data that holds NaN or inf before training starts.",
+    "DataCommon.num_workers": "Background worker processes that read and standardize batches (0: in the main "
+                              "process). With an HDF5 file, each worker opens the file itself.",
+    "DataCommon.check_finite": "Refuse data that holds NaN or inf before training starts (lazy HDF5 data is "
+                               "scanned in chunks).",
+    "ArraysData.source": "`arrays` (aliases `memory`, `in_memory`), the default: arrays passed as "
+                         "`deepscope.train(cfg, data=...)`.",
     "NpzData.source": "`npz` (alias `numpy`).",
     "NpzData.path": "The `.npz` file. Required. A relative path is taken from the current folder when the config is "
                     "validated and stored absolute, so `evaluate` and `predict` work from any folder.",
     "DigitsData.source": "`sklearn_digits` (alias `digits`).",
     "DigitsData.n_samples": "Use only the first n of the 1797 images (20 to 1797).",
     "DigitsData.one_hot": "Give targets as one-hot float vectors (N, 10) instead of integer labels (N,).",
+    "AtlasHDF5Data.source": "`atlas_hdf5` (aliases `atlas`, `deepcalo_hdf5`): DeepCalo's ATLAS HDF5 layout.",
+    "AtlasHDF5Data.path": "The HDF5 file. Required. A relative path is stored absolute, as for `npz`.",
+    "AtlasHDF5Data.sets": "Split (`train`, `val`, `test`) → group name in the file. `train` is required; leave "
+                          "`val` or `test` out, or set it to `null`, to go without it.",
+    "AtlasHDF5Data.images": "Image names. Image `img` is the datasets `{set}/img_Lr{k}`, (N, H, W) or (N, D, H, W), "
+                            "one channel per layer k, in increasing k.",
+    "AtlasHDF5Data.gate_images": "Also load `gate_<img>` (same `_Lr{k}` rule) for every image that has one in the "
+                                 "file, for the gate net. Its layers and size must match the image's.",
+    "AtlasHDF5Data.scalars": "Scalar datasets `{set}/<name>`, (N,) each, stacked to (N, S) in this order.",
+    "AtlasHDF5Data.tracks": "One dataset per track feature: ragged (vlen) (N,) lists of each event's tracks, or an "
+                            "already padded (N, T) array. Stacked to (N, T, F) in this order, real tracks first, "
+                            "zeros after.",
+    "AtlasHDF5Data.max_tracks": "T: tracks are zero-padded to this many, and an event's tracks beyond it are cut. "
+                                "`null`: the most tracks of any event in the configured sets.",
+    "AtlasHDF5Data.target": "The target dataset, or `[numerator, denominator]` for their ratio per event (e.g. "
+                            "`[p_truth_E, p_e]`, a correction factor). Required.",
+    "AtlasHDF5Data.multiply_output_with": "(N,) dataset the model's output is multiplied with (DeepCalo: the "
+                                          "accordion energy); `null`: none.",
+    "AtlasHDF5Data.sample_weights": "(N,) dataset of per-event weights for the loss and the metrics; `null`: none.",
+    "AtlasHDF5Data.n_points": "Events per split, e.g. `{train: 10000, val: [0, 5, 9]}`: `null` = all, n = the first "
+                              "n, a list = those event indices (read in increasing order). A split left out uses "
+                              "all its events.",
+    "AtlasHDF5Data.lazy": "`true`: read each batch from the file during training; `false`: load the selected "
+                          "events into memory once; `auto`: in memory when they take less than 1 GiB.",
+    "CalorimeterData.source": "`calorimeter` (aliases `atlas_calorimeter`, `calo_sim`): simulated ATLAS "
+                              "calorimeter electrons.",
+    "CalorimeterData.n_train": "Training events.",
+    "CalorimeterData.n_val": "Validation events (0: no validation set).",
+    "CalorimeterData.n_test": "Test events (0: no test set).",
+    "CalorimeterData.simulation_seed": "Seed of the simulation. The run's `seed` does not change the events; the "
+                                       "three sets use independent streams of this one.",
+    "CalorimeterData.energy_range": "True energies are log-uniform in [low, high] GeV.",
+    "CalorimeterData.options": "Any other simulator option (a field of `CalorimeterOptions`), e.g. "
+                               "`{eta_max: 1.4, mu_range: [20, 40]}`. Unknown names are refused.",
+    "CalorimeterData.images": "Image inputs: `em_coarse` (Lr0, Lr2, Lr3 at 8×8) and `em_fine` (the Lr1 strips, "
+                              "32×8).",
+    "CalorimeterData.gate_images": "Also give each image's timing image `gate_<img>`, for the gate net.",
+    "CalorimeterData.scalars": "Scalar inputs in this order (`[]` for none), from `p_eta`, `p_phi`, "
+                               "`averageInteractionsPerCrossing`, `p_e`, `p_f0Cluster`, `p_Reta`, `p_Rphi`.",
+    "CalorimeterData.tracks": "Track features in this order (`[]` for no tracks), from `p`, `deta`, `dphi`, `d0`, "
+                              "`dz0`, `charge`.",
+    "CalorimeterData.target": "`energy`: the true energy E_true in GeV; `correction`: E_true / E_acc (then "
+                              "`multiply_output_with` must be `false`).",
+    "CalorimeterData.multiply_output_with": "Multiply the model's output with the accordion energy E_acc, so the "
+                                            "network learns a correction factor.",
+    "CalorimeterData.hdf5_path": "Write the events once to this file in the ATLAS HDF5 layout (when it does not "
+                                 "exist) and read them back lazily with the `atlas_hdf5` loader; an existing file "
+                                 "must hold events simulated with the same settings. `null`: keep them in memory.",
     "SplitConfig.train": "Training part. With fractions: `null` means \"everything not in val/test\". "
                          "Or an index list / `\"start:stop\"` range.",
     "SplitConfig.val": "Validation part: a fraction in [0, 1), an index list, or a `\"start:stop\"` range. "
@@ -85,21 +152,41 @@ MEANINGS: dict[str, str] = {
                                  "(see [Data](data.md#standardization)).",
     "CombinedParams.architecture": "The registered network. `combined` (alias `deepcalo`) is the only one today.",
     "CombinedParams.cnn": "CNN over the images (used when the data has images).",
+    "CombinedParams.network_in_network": "1×1 convolutions on the CNN's feature maps (with `use: true`).",
     "CombinedParams.top": "Dense head that produces the output (always used).",
     "CombinedParams.scalar_net": "Dense layers over `scalars` (used when the data has scalars).",
     "CombinedParams.track_net": "Deep Sets network over `tracks` (used when the data has tracks).",
+    "CombinedParams.FiLM_gen": "FiLM generator: scales and shifts the CNN's feature maps from the scalar and track "
+                               "nets' outputs (with `use: true`).",
+    "CombinedParams.gate_net": "Per-pixel gate for every image that has a `gate_<name>` partner in the data.",
+    "CombinedParams.upsampling": "Upsample the images to a common size before the CNN (with `use: true`).",
+    "CombinedParams.pretrained_model": "Load submodels or layers of an earlier run, and optionally freeze them.",
     "SubmodelConfig.initialization": "Initializer of every dense/conv weight in the submodel (biases start at 0). "
                                      "Name or `{class_name, config}`; `deepscope list initializers`.",
     "SubmodelConfig.activation": "Activation after every hidden layer; `null` = none (linear). "
                                  "`deepscope list activations`.",
     "SubmodelConfig.normalization": "Normalization after every hidden layer, before the activation; `null` = none. "
                                     "`batch`, `layer`, `instance`, `group`.",
-    "SubmodelConfig.dropout": "Dropout rate after every hidden dense layer. In `cnn` only `null` is accepted: "
-                              "DropBlock (DeepCalo's dropout for conv layers) is not available yet.",
-    "CNNConfig.cnn_type": "Only `simple` exists today (DeepCalo's `res` is planned).",
+    "SubmodelConfig.layer_reg": "Regularizers (added to the training loss) and constraints (applied after each "
+                                "optimizer step) for every dense and conv layer of the submodel; see its table.",
+    "SubmodelConfig.dropout": "Dropout rate after every hidden dense layer (in `network_in_network`: after every "
+                              "1×1 conv unit). In `cnn`, `dropout` is DropBlock instead (see `model.cnn`).",
+    "LayerRegConfig.kernel_regularizer": "Penalty on every weight (kernel): `l1`, `l2` or `l1_l2`, name or config "
+                                         "dict (Keras' defaults, 0.01); `deepscope list regularizers`.",
+    "LayerRegConfig.bias_regularizer": "Penalty on every bias (same names).",
+    "LayerRegConfig.activity_regularizer": "Penalty on every layer's output in training, divided by the batch size.",
+    "LayerRegConfig.kernel_constraint": "Projection of every weight after each optimizer step, per output unit: "
+                                        "`max_norm`, `unit_norm`, `non_neg`, `min_max_norm`; "
+                                        "`deepscope list constraints`.",
+    "LayerRegConfig.bias_constraint": "Projection of every bias after each optimizer step.",
+    "CNNConfig.cnn_type": "`simple`: units of one conv; `res`: pre-activation residual units of two convs "
+                          "(see [Models](models.md#cnn)).",
+    "CNNConfig.dropout": "DropBlock in every conv unit: `{block_size, keep_prob, sync_channels}` (see its table); "
+                         "`null` = none. A float rate is refused here.",
     "CNNConfig.conv_dim": "2 or 3. Inferred from the images when `null`; checked against them when given.",
-    "CNNConfig.block_depths": "Number of conv units in each block. Block i > 0 starts with a downsampling step "
-                              "and has `n_init_filters · 2^i` filters.",
+    "CNNConfig.block_depths": "Number of units in each block (`simple`: one conv each; `res`: two convs each). "
+                              "Block i has `n_init_filters · 2^i` filters; block i > 0 starts with a downsampling "
+                              "step.",
     "CNNConfig.n_init_filters": "Filters of the first block.",
     "CNNConfig.init_kernel_size": "Kernel of the very first convolution: an int or one int per spatial dim. "
                                   "In 3D an int k means (k, k, 2).",
@@ -108,19 +195,57 @@ MEANINGS: dict[str, str] = {
     "CNNConfig.rest_strides": "Stride of every other convolution.",
     "CNNConfig.cardinality": "Groups of the grouped convolutions used in every unit but the first; must divide "
                              "`n_init_filters` (checked by validation).",
-    "CNNConfig.use_squeeze_and_excite": "Add a squeeze-and-excite block after each unit's activation.",
+    "CNNConfig.use_squeeze_and_excite": "Add a squeeze-and-excite block to each unit (`simple`: after the "
+                                        "activation; `res`: on the residual branch, before the sum).",
     "CNNConfig.squeeze_and_excite_ratio": "Channel reduction r of squeeze-and-excite; `n_init_filters // r` must be ≥ 1.",
-    "CNNConfig.globalavgpool": "Average each final feature map to one number instead of flattening.",
+    "CNNConfig.globalavgpool": "Average each final feature map to one number instead of flattening. Not together "
+                               "with `network_in_network.use` (pool at its end instead).",
+    "DropBlockConfig.block_size": "Edge of a dropped block (a square in 2D, a cube in 3D); a dim smaller than it "
+                                  "gets a block as large as the dim.",
+    "DropBlockConfig.keep_prob": "Fraction of activations kept, in (0, 1]; about 1 − keep_prob is dropped.",
+    "DropBlockConfig.sync_channels": "Drop the same blocks in every channel (otherwise each channel draws its own).",
+    "NetworkInNetworkConfig.use": "Build it. The CNN then hands over its feature maps instead of flattening them.",
+    "NetworkInNetworkConfig.units": "Filters of each 1×1 conv unit.",
+    "NetworkInNetworkConfig.strides": "Stride of every 1×1 conv: an int or one int per spatial dim.",
+    "NetworkInNetworkConfig.globalavgpool": "Average each final map to one number instead of flattening.",
     "CNNConfig.downsampling": "`null` (none), `avgpool`, `maxpool` or `strided` (a conv with kernel = stride).",
     "CNNConfig.min_size_for_downsampling": "Downsample only while every spatial dim is at least this large.",
     "TopConfig.units": "Widths of the dense layers; the last entry is the number of outputs. `[]` applies only "
                        "`final_activation` to the concatenated features.",
     "TopConfig.final_activation": "Activation of the output layer; `null` = linear (values or logits).",
     "ScalarNetConfig.units": "Widths of the dense layers; `[]` passes the scalars straight to the top.",
-    "ScalarNetConfig.connect_to": "Where the output goes: `[top]`, or `[]` to leave the scalars unused.",
+    "ScalarNetConfig.connect_to": "Where the output goes: `top`, `FiLM_gen` or both; `[]` leaves the scalars "
+                                  "unused.",
     "TrackNetConfig.phi_units": "Widths of φ, applied to each track.",
     "TrackNetConfig.rho_units": "Widths of ρ, applied to the masked sum over tracks.",
-    "TrackNetConfig.connect_to": "Where the output goes: `[top]`, or `[]` to leave the tracks unused.",
+    "TrackNetConfig.connect_to": "Where the output goes: `top`, `FiLM_gen` or both; `[]` leaves the tracks unused.",
+    "FiLMGenConfig.use": "Build the FiLM generator. Needs `FiLM_gen` in `scalar_net.connect_to` or "
+                         "`track_net.connect_to`, and such an entry needs `use: true`.",
+    "FiLMGenConfig.units": "Hidden widths; a last linear layer gives one (γ, β) pair per channel of every CNN block.",
+    "GateNetConfig.units": "Hidden widths of the per-pixel MLP (1 → units → 1). `[]`: only `final_activation`, "
+                           "applied to the gate image itself.",
+    "GateNetConfig.use_res": "Add the pixel's input value to the MLP's output (only with hidden layers).",
+    "GateNetConfig.final_activation": "The gate's activation, e.g. `gauss`, `gauss_f`, `pgauss`, `pgauss_f`; "
+                                      "`null` = linear.",
+    "GateNetConfig.final_activation_init": "`[α]`: the starting width of `pgauss`/`pgauss_f`. An `init` in the "
+                                           "activation's own config wins over it.",
+    "GateNetConfig.merge_method": "`multiply`: image · gate; `concatenate`: [image, image · gate] on channels "
+                                  "(twice the channels).",
+    "UpsamplingConfig.use": "Upsample every image by integer factors before the images are concatenated.",
+    "UpsamplingConfig.wanted_size": "Size to aim for, one entry per spatial dim (2 or 3). Each dim's factor is "
+                                    "max(1, round(wanted / size)).",
+    "UpsamplingConfig.interpolation": "`nearest` (the sum is kept exactly) or `bilinear` (trilinear in 3D; the sum "
+                                      "is kept up to edge effects). Values are divided by the product of the "
+                                      "factors.",
+    "PretrainedModelConfig.use": "Load layers of an earlier run into the model when it is built.",
+    "PretrainedModelConfig.weights_path": "The earlier run folder (its `checkpoints/best.ckpt`, else `last.ckpt`) "
+                                          "or a checkpoint file. Required with `use: true`; stored absolute.",
+    "PretrainedModelConfig.params_path": "The earlier run's `config.yaml` (or a folder holding one) when it is not "
+                                         "in that run folder; stored absolute.",
+    "PretrainedModelConfig.layers_to_load": "Dotted module names to copy, as `model_summary.txt` lists them: "
+                                            "`cnn`, `scalar_net`, `cnn.blocks.0`, … Required with `use: true`.",
+    "PretrainedModelConfig.freeze_loaded_layers": "Freeze what is loaded (no training): one bool for every name, or "
+                                                  "a list with one bool per name.",
     "TrainConfig.epochs": "Epochs to train. The only key that may change when a run is resumed.",
     "TrainConfig.batch_size": "Samples per batch.",
     "TrainConfig.loss": "Loss name or `{class_name, config}`; `deepscope list losses`.",
@@ -151,7 +276,8 @@ MEANINGS: dict[str, str] = {
     "EarlyStoppingConfig.monitor": "Value to watch; `null` = `train.monitor`.",
     "LogConfig.dir": "Parent folder of run folders: the run is `<dir>/<name>/`.",
     "LogConfig.tensorboard": "Write TensorBoard event files to `tensorboard/`.",
-    "LogConfig.figures": "Draw learning curves and confusion-matrix or regression plots into `figures/`.",
+    "LogConfig.figures": "Draw figures into `figures/`: the model's architecture diagram, learning curves, and "
+                         "confusion-matrix or regression plots.",
     "LogConfig.predictions": "Write `predictions/val.npz` and `predictions/test.npz`.",
     "LogConfig.progress_bar": "`auto`: a progress bar at a terminal, one line per epoch otherwise; `rich`: always "
                               "a bar; `none`: one line per epoch.",
@@ -168,6 +294,11 @@ TYPE_OVERRIDES: dict[str, str] = {
     "CNNConfig.rest_kernel_size": "int > 0 or list of int > 0",
     "CNNConfig.init_strides": "int > 0 or list of int > 0",
     "CNNConfig.rest_strides": "int > 0 or list of int > 0",
+    "NetworkInNetworkConfig.strides": "int > 0 or list of int > 0",
+    "AtlasHDF5Data.sets": "mapping of split to group name or null",
+    "AtlasHDF5Data.n_points": "mapping of split to null, int or index list",
+    "CalorimeterData.energy_range": "[low, high], floats",
+    "CalorimeterData.options": "mapping",
 }
 
 
@@ -184,6 +315,12 @@ def _registry_of(annotation: typing.Any, metadata: list[typing.Any]) -> Registry
 
 def _constraint(metadata: list[typing.Any]) -> str:
     parts = []
+    lengths = {type(m).__name__: getattr(m, "min_length", getattr(m, "max_length", None)) for m in metadata
+               if isinstance(m, (annotated_types.MinLen, annotated_types.MaxLen))}
+    if "MinLen" in lengths and lengths.get("MinLen") == lengths.get("MaxLen"):
+        n = lengths["MinLen"]
+        parts.append(f"exactly {n} entr{'y' if n == 1 else 'ies'}")
+        metadata = [m for m in metadata if not isinstance(m, (annotated_types.MinLen, annotated_types.MaxLen))]
     for m in metadata:
         if isinstance(m, annotated_types.Gt):
             parts.append(f"> {m.gt}")
@@ -195,6 +332,8 @@ def _constraint(metadata: list[typing.Any]) -> str:
             parts.append(f"≤ {m.le}")
         elif isinstance(m, annotated_types.MinLen):
             parts.append(f"at least {m.min_length} entr{'y' if m.min_length == 1 else 'ies'}")
+        elif isinstance(m, annotated_types.MaxLen):
+            parts.append(f"at most {m.max_length} entr{'y' if m.max_length == 1 else 'ies'}")
     return ", ".join(parts)
 
 
@@ -234,6 +373,8 @@ def render_type(annotation: typing.Any, metadata: list[typing.Any] = ()) -> str:
     name = {int: "int", float: "float", bool: "bool", str: "str", Path: "path"}.get(annotation,
                                                                                     getattr(annotation, "__name__", str(annotation)))
     c = _constraint(metadata)
+    if annotation is str and c:
+        return f"{name} ({c.replace('entries', 'characters').replace('entry', 'character')})"
     return f"{name} {c}".strip() if c else name
 
 
@@ -250,7 +391,8 @@ def render_default(model: type[BaseModel], key: str) -> str:
         value = str(value)
     if model is ExperimentConfig and key in ("data", "model", "train", "log"):
         return "see its table"
-    text = yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("...").strip()
+    text = yaml.safe_dump(value, default_flow_style=True, width=1000, sort_keys=False).strip()
+    text = text.removesuffix("...").strip()
     return f"`{text}`"
 
 

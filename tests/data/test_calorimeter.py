@@ -163,3 +163,12 @@ def test_images_beat_the_accordion():
     res = baseline_resolutions(n=8000, seed=1)
     assert res["oracle_linear"] * 1.2 < res["accordion"]
     assert res["image_sum_linear"] < res["accordion"]
+
+
+def test_hdf5_writer_with_equal_track_counts(tmp_path):
+    # one event (or every event with the same number of tracks) must not be stacked into 2-D
+    one = simulate_electrons(1, seed=3, accordion_calibration=1.0)
+    path = write_atlas_hdf5(tmp_path / "one.h5", {"train": one})
+    with h5py.File(path, "r") as f:
+        names = [k for k in f["train"] if k.startswith("tracks_")]
+        assert names and all(f["train"][k].shape == (1,) for k in names)

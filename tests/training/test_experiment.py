@@ -140,3 +140,22 @@ def test_output_size_mismatch_names_top_units(runs_dir):
 def test_arrays_source_without_data_is_a_clear_error(runs_dir):
     with pytest.raises(DataError, match="deepscope.train\\(cfg, data=...\\)"):
         deepscope.train({"name": "x", "log": {"dir": str(runs_dir)}})
+
+
+def test_layer_reg_constraints_hold_after_training(runs_dir, tiny_regression_data):
+    cfg = {"name": "constrained", "log": {"dir": str(runs_dir), "progress_bar": "none", "tensorboard": False},
+           "model": {"cnn": {"n_init_filters": 4, "globalavgpool": True},
+                     "top": {"units": [8, 1], "activation": "relu",
+                             "layer_reg": {"kernel_constraint": {"class_name": "max_norm", "config": {"max_value": 0.5}},
+                                           "kernel_regularizer": "l2", "bias_constraint": "non_neg"}}},
+           "train": {"epochs": 2, "batch_size": 16, "loss": "mse", "optimizer": {"class_name": "adam",
+                                                                                 "config": {"lr": 0.05}}}}
+    result = deepscope.train(cfg, data=tiny_regression_data)
+    state = torch.load(result.run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    kernels = [v for k, v in state.items() if k.startswith("net.top") and k.endswith("weight") and v.ndim == 2]
+    biases = [v for k, v in state.items() if k.startswith("net.top") and k.endswith("bias")]
+    assert kernels and biases
+    for w in kernels:  # every output unit's weight vector within the max norm (Keras' max_norm)
+        assert float(w.norm(dim=1).max()) <= 0.5 + 1e-5
+    for b in biases:
+        assert float(b.min()) >= 0.0

@@ -396,13 +396,12 @@ class ModelContainer:
         from deepscope.evaluation.predict import load_net_weights
 
         self.result = self.experiment.train()
-        if self.model is not None or self.save_figs:
-            net = self.get_model()
-            if self.result.checkpoint is not None:
-                load_net_weights(net, Path(self.result.checkpoint))
-            figure = Path(self.result.run_dir) / "figures" / "architecture.png"
-            if self.save_figs and not figure.exists():
-                architecture_figure(net, self.spec, figure)
+        net = self.get_model()  # afterwards, get_model() returns the trained weights
+        if self.result.checkpoint is not None:
+            load_net_weights(net, Path(self.result.checkpoint))
+        figure = Path(self.result.run_dir) / "figures" / "architecture.png"
+        if self.save_figs and not figure.exists():
+            architecture_figure(net, self.spec, figure)
         return self.result
 
     def evaluate(self, set_name: str | None = None) -> dict[str, float]:

@@ -108,8 +108,9 @@ class SupervisedSystem(L.LightningModule):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._step(batch, "test")
 
-    def on_before_zero_grad(self, optimizer: torch.optim.Optimizer) -> None:
-        # called right after each optimizer step: project constrained weights (layer_reg constraints)
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # after the optimizer step (Lightning zeroes gradients *before* backward, so the zero-grad
+        # hook is too early): project constrained weights (layer_reg constraints)
         apply_constraints(self.net)
 
     def on_before_backward(self, loss: torch.Tensor) -> None:

@@ -835,10 +835,16 @@ def write_atlas_hdf5(
                 vlen = h5py.vlen_dtype(np.dtype("float32"))
                 for j, name in enumerate(names):
                     obj = np.empty(n, dtype=object)
-                    obj[:] = np.split(np.ascontiguousarray(flat[:, j]), cuts)
+                    # element by element: equal-length parts would otherwise be stacked into 2-D
+                    for i, part in enumerate(np.split(np.ascontiguousarray(flat[:, j]), cuts)):
+                        obj[i] = part
                     ds = grp.create_dataset(f"tracks_{name}", shape=(n,), dtype=vlen, chunks=(chunk,),
                                             compression=compression)
-                    ds[...] = obj
+                    if len(set(counts.tolist())) > 1:
+                        ds[...] = obj
+                    else:  # h5py would read equal-length parts as one 2-D array: write them one by one
+                        for i in range(n):
+                            ds[i] = obj[i]
                 layout["track_features"] = names
                 layout["max_tracks"] = int(tracks.shape[1])
         f.attrs[LAYOUT_ATTR] = json.dumps(layout)
