@@ -25,7 +25,7 @@ class StrictModel(BaseModel):
 
 def fail(kind: str, message: str) -> PydanticCustomError:
     """A validation error with a finished message (no template fields); its type is ``deepscope_<kind>``."""
-    return PydanticCustomError(f"deepscope_{kind}", message.replace("{", "(").replace("}", ")"))
+    return PydanticCustomError(f"deepscope_{kind}", message)  # no context: braces are kept as written
 
 
 def _article(word: str) -> str:

@@ -233,7 +233,8 @@ class CombinedParams(StrictModel):
             raise fail("film_unconnected", "model.FiLM_gen.use is true but neither model.scalar_net.connect_to nor "
                                            "model.track_net.connect_to contains 'FiLM_gen': FiLM needs an input")
         if feeds and not self.FiLM_gen.use:
-            raise fail("film_off", f"{' and '.join(feeds)} contain 'FiLM_gen' but model.FiLM_gen.use is false")
+            verb = "contains" if len(feeds) == 1 else "contain"
+            raise fail("film_off", f"{' and '.join(feeds)} {verb} 'FiLM_gen' but model.FiLM_gen.use is false")
         if self.network_in_network.use and self.cnn.globalavgpool:
             raise fail("nin_gap", "model.cnn.globalavgpool and model.network_in_network.use are both true: the "
                                   "network in network works on the CNN's feature maps; pool at its end instead "
