@@ -27,7 +27,7 @@ from deepscope.config.common import Component
 from deepscope.models.layers import WEIGHTED_LAYERS
 from deepscope.registry import check_kwargs
 
-__all__ = ["LayerReg", "apply_constraints", "attach_layer_reg", "clear_activity", "l1", "l1_l2", "l2", "layer_reg_of",
+__all__ = ["LayerReg", "apply_constraints", "attach_layer_reg", "clear_activity", "has_layer_reg", "l1", "l1_l2", "l2", "layer_reg_of",
            "make_constraint", "make_regularizer", "max_norm", "min_max_norm", "non_neg", "regularization_penalty",
            "unit_norm"]
 
@@ -254,6 +254,11 @@ def _component(value: Any) -> Component | None:
 
 def _tagged(net: nn.Module) -> list[tuple[nn.Module, LayerReg]]:
     return [(m, tag) for m in net.modules() if (tag := getattr(m, _TAG, None)) is not None]
+
+
+def has_layer_reg(net: nn.Module) -> bool:
+    """Whether any layer of ``net`` carries a regularizer or constraint (checked once, not per step)."""
+    return bool(_tagged(net))
 
 
 def clear_activity(net: nn.Module) -> None:
