@@ -75,6 +75,8 @@ def read_npz_set(path: str | Path, channels: str, require_targets: bool = True) 
     path = Path(path)
     if not path.exists():
         raise DataError(f"data file '{path}' not found")
+    if path.is_file() and not zipfile.is_zipfile(path):
+        raise DataError(f"data file '{path}' is not a .npz archive (not a zip file; write it with numpy.savez)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             raw = _npz_mapping({k: npz[k] for k in npz.files}, path)
