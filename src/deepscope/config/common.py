@@ -7,14 +7,15 @@ its canonical name.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_serializer
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_serializer
 from pydantic_core import PydanticCustomError
 
 from deepscope.registry import Registry
 
-__all__ = ["Component", "StrictModel", "component", "fail", "registry_name"]
+__all__ = ["AbsolutePath", "Component", "StrictModel", "component", "fail", "registry_name"]
 
 
 class StrictModel(BaseModel):
@@ -86,3 +87,8 @@ def component(registry: Registry) -> Any:
 def registry_name(registry: Registry) -> Any:
     """Annotated ``str`` that must name an entry of ``registry`` (stored canonical)."""
     return Annotated[str, BeforeValidator(lambda v: _check_name(registry, v))]
+
+
+# A path made absolute from the current folder at validation, so a run's stored config.yaml still
+# points at the same file when evaluate/predict run from another folder.
+AbsolutePath = Annotated[Path, AfterValidator(lambda p: p.expanduser().absolute())]

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from deepscope.config.common import StrictModel, fail
+from deepscope.config.common import AbsolutePath, StrictModel, fail
 from deepscope.errors import did_you_mean
 
 __all__ = [
@@ -151,13 +151,9 @@ class NpzData(DataBase):
     ``sample_weights``, ``multiply_output_with`` — optionally prefixed ``train/``, ``val/``, ``test/``."""
 
     source: Literal["npz"]
-    path: Path = Field(description="the .npz file; a relative path is taken from the current folder and "
+    path: AbsolutePath = Field(description="the .npz file; a relative path is taken from the current folder and "
                                    "stored absolute, so evaluate/predict work from anywhere")
 
-    @field_validator("path")
-    @classmethod
-    def _absolute(cls, value: Path) -> Path:
-        return value.expanduser().absolute()
 
 
 class DigitsData(DataBase):
@@ -224,7 +220,7 @@ class AtlasHDF5Data(DataCommon):
     """
 
     source: Literal["atlas_hdf5"]
-    path: Path = Field(description="the HDF5 file; a relative path is taken from the current folder and "
+    path: AbsolutePath = Field(description="the HDF5 file; a relative path is taken from the current folder and "
                                    "stored absolute, so evaluate/predict work from anywhere")
     sets: dict[str, str | None] = Field(
         default_factory=lambda: {"train": "train", "val": "val", "test": "test"},
@@ -255,10 +251,6 @@ class AtlasHDF5Data(DataCommon):
         "auto", description="read batches from the file as training goes (true) or load the selected events "
                             "into memory once (false); auto: in memory when they take less than 1 GiB")
 
-    @field_validator("path")
-    @classmethod
-    def _absolute(cls, value: Path) -> Path:
-        return value.expanduser().absolute()
 
     @field_validator("split")
     @classmethod
@@ -364,14 +356,10 @@ class CalorimeterData(DataCommon):
         "energy", description="energy: the true energy E_true in GeV; correction: E_true / E_acc")
     multiply_output_with: bool = Field(True, description="multiply the model's output with the accordion energy "
                                                          "E_acc, so the network learns a correction factor")
-    hdf5_path: Path | None = Field(
+    hdf5_path: AbsolutePath | None = Field(
         None, description="write the events once to this file in the ATLAS HDF5 layout (if it does not exist) "
                           "and read them back lazily through the atlas_hdf5 loader; null: keep them in memory")
 
-    @field_validator("hdf5_path")
-    @classmethod
-    def _absolute(cls, value: Path | None) -> Path | None:
-        return None if value is None else value.expanduser().absolute()
 
     @field_validator("split")
     @classmethod

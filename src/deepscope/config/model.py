@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from deepscope.components import ACTIVATIONS, CONSTRAINTS, INITIALIZERS, NORMALIZATIONS, REGULARIZERS
-from deepscope.config.common import StrictModel, component, fail
+from deepscope.config.common import AbsolutePath, StrictModel, component, fail
 
 __all__ = ["CNNConfig", "CombinedParams", "ModelConfig", "ScalarNetConfig", "TopConfig", "TrackNetConfig"]
 
@@ -188,15 +188,11 @@ class PretrainedModelConfig(StrictModel):
     """Load named submodels/layers from an earlier run and optionally freeze them."""
 
     use: bool = False
-    weights_path: Path | None = Field(None, description="a run folder, or a checkpoint file inside one")
-    params_path: Path | None = Field(None, description="the earlier run's config.yaml, if not beside the weights")
+    weights_path: AbsolutePath | None = Field(None, description="a run folder, or a checkpoint file inside one")
+    params_path: AbsolutePath | None = Field(None, description="the earlier run's config.yaml, if not beside the weights")
     layers_to_load: list[str] = Field(default_factory=list)
     freeze_loaded_layers: bool | list[bool] = False
 
-    @field_validator("weights_path", "params_path")
-    @classmethod
-    def _absolute(cls, value: Path | None) -> Path | None:
-        return value.expanduser().absolute() if value is not None else None
 
     @model_validator(mode="after")
     def _complete(self) -> "PretrainedModelConfig":

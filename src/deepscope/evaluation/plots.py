@@ -19,6 +19,17 @@ def _plt():
     return plt
 
 
+def _save(fig, out: Path) -> Path:
+    """Write a figure (folders created) and free it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def learning_curves(metrics_csv: Path, out: Path) -> Path | None:
     """Loss and every metric per epoch, train vs val, one panel each."""
     if not Path(metrics_csv).exists():
@@ -45,11 +56,7 @@ def learning_curves(metrics_csv: Path, out: Path) -> Path | None:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def confusion_matrix_figure(pred: np.ndarray, target: np.ndarray, out: Path, title: str = "") -> Path:
@@ -75,11 +82,7 @@ def confusion_matrix_figure(pred: np.ndarray, target: np.ndarray, out: Path, tit
     acc = np.trace(cm) / max(cm.sum(), 1)
     ax.set_title(f"{title} accuracy {acc:.3f} ({cm.sum()} samples)".strip())
     fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def regression_figure(pred: np.ndarray, target: np.ndarray, out: Path, title: str = "") -> Path:
@@ -102,11 +105,7 @@ def regression_figure(pred: np.ndarray, target: np.ndarray, out: Path, title: st
     b.axvline(0, color="r", ls="--", lw=1)
     b.set_xlabel("predicted − true")
     b.set_title(f"residuals: mean {resid.mean():.3g}, std {resid.std():.3g}")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def resolution_figure(pred: np.ndarray, target: np.ndarray, out: Path, title: str = "",
@@ -145,8 +144,4 @@ def resolution_figure(pred: np.ndarray, target: np.ndarray, out: Path, title: st
     for ax in (a, b):
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
