@@ -16,7 +16,7 @@ ENTRIES = [(kind, entry.name) for kind, reg in ALL_REGISTRIES.items() for entry 
 
 def test_every_kind_is_registered_and_non_empty():
     assert set(ALL_REGISTRIES) == {"architectures", "sources", "losses", "metrics", "optimizers",
-                                   "activations", "initializers", "normalizations", "regularizers", "constraints"}
+                                   "activations", "initializers", "normalizations", "regularizers", "constraints", "schedules"}
     for kind, reg in ALL_REGISTRIES.items():
         assert len(reg) > 0, kind
     assert len(ENTRIES) == sum(len(r) for r in ALL_REGISTRIES.values())

@@ -26,7 +26,7 @@ from deepscope.config.model import (CNNConfig, CombinedParams, DropBlockConfig, 
                                     LayerRegConfig, NetworkInNetworkConfig, PretrainedModelConfig, ScalarNetConfig,
                                     SubmodelConfig, TopConfig, TrackNetConfig, UpsamplingConfig)
 from deepscope.config.schema import ExperimentConfig
-from deepscope.config.train import EarlyStoppingConfig, TrainConfig
+from deepscope.config.train import EarlyStoppingConfig, LRScheduleConfig, TrainConfig
 from deepscope.registry import Registry
 
 DOC = Path(__file__).resolve().parents[1] / "config.md"
@@ -60,6 +60,7 @@ TABLES: list[tuple[str, type[BaseModel], tuple[str, ...]]] = [
     ("`model.pretrained_model`", PretrainedModelConfig, ()),
     ("`train`", TrainConfig, ()),
     ("`train.early_stopping`", EarlyStoppingConfig, ()),
+    ("`train.lr_schedule`", LRScheduleConfig, ()),
     ("`log`", LogConfig, ()),
 ]
 
@@ -254,6 +255,16 @@ MEANINGS: dict[str, str] = {
     "TrainConfig.optimizer": "Optimizer name or `{class_name, config}`; `deepscope list optimizers`.",
     "TrainConfig.lr": "Learning rate. `null`: the optimizer's own default (or `optimizer.config.lr`). "
                       "Setting both is an error.",
+    "TrainConfig.lr_schedule": "Learning-rate schedule updated every optimizer step (`CLR`, `OneCycle`, `SGDR`, "
+                               "`cosine`, `step`, `exponential`); `null` = constant lr. "
+                               "See [Training](training.md#learning-rate-schedules).",
+    "LRScheduleConfig.name": "Schedule name; `deepscope list schedules`.",
+    "LRScheduleConfig.range": "`[min_lr, max_lr]`; min must be below max.",
+    "LRScheduleConfig.step_size_factor": "CLR: half-cycle length in epochs; OneCycle: number of half cycles "
+                                         "including the cooldown; SGDR: first cycle length in epochs; "
+                                         "step: epochs between decays.",
+    "LRScheduleConfig.kwargs": "Schedule options: CLR `mode`, `gamma`; OneCycle `cyclical_momentum`, `momentum`; "
+                               "SGDR `mult`, `lr_decay`; step/exponential `gamma`.",
     "TrainConfig.monitor": "What \"best\" means for `best.ckpt` (and early stopping by default): `val_loss`, "
                            "`train_loss`, `val_<metric>` or `train_<metric>`.",
     "TrainConfig.early_stopping": "Stop when the monitored value stops improving.",

@@ -23,6 +23,7 @@ __all__ = [
     "SOURCES",
     "REGULARIZERS",
     "CONSTRAINTS",
+    "SCHEDULES",
     "ALL_REGISTRIES",
 ]
 
@@ -146,6 +147,25 @@ for _name, _aliases in [
 ]:
     OPTIMIZERS.declare(_name, _O + _name, aliases=_aliases)
 
+# --- learning-rate schedules (train.lr_schedule, stepped every optimizer step) ------------------------
+SCHEDULES = Registry("lr schedule")
+_S = "deepscope.optim.schedules:"
+SCHEDULES.declare("CLR", _S + "clr", aliases=("cyclic", "cyclical", "CyclicLR"),
+                  doc="cyclical lr between range[0] and range[1], half cycle = step_size_factor epochs "
+                      "(kwargs: mode triangular|triangular2|exp_range, gamma)")
+SCHEDULES.declare("OneCycle", _S + "one_cycle", aliases=("one_cycle", "OneCycleLR", "1cycle"),
+                  doc="one triangle over 2/step_size_factor of training, then anneal to range[0]/100 "
+                      "(kwargs: cyclical_momentum, momentum)")
+SCHEDULES.declare("SGDR", _S + "sgdr", aliases=("warm_restarts", "CosineAnnealingWarmRestarts"),
+                  doc="cosine from range[1] to range[0], restarting after step_size_factor epochs "
+                      "(kwargs: mult, lr_decay)")
+SCHEDULES.declare("cosine", _S + "cosine", aliases=("CosineAnnealingLR", "cosine_annealing"),
+                  doc="cosine from range[1] to range[0] over the whole run")
+SCHEDULES.declare("step", _S + "step", aliases=("StepLR",),
+                  doc="range[1] times gamma (0.1) every step_size_factor epochs, not below range[0]")
+SCHEDULES.declare("exponential", _S + "exponential", aliases=("ExponentialLR", "exp"),
+                  doc="range[1] times gamma (0.9) per epoch, not below range[0]")
+
 # --- layers: activations, initializers, normalizations -----------------------------------------------
 ACTIVATIONS = Registry("activation")
 _A = "deepscope.models.layers:"
@@ -221,4 +241,5 @@ ALL_REGISTRIES: dict[str, Registry] = {
     "normalizations": NORMALIZATIONS,
     "regularizers": REGULARIZERS,
     "constraints": CONSTRAINTS,
+    "schedules": SCHEDULES,
 }

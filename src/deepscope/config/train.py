@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, PositiveFloat, PositiveInt
+from pydantic import BeforeValidator, Field, PositiveFloat, PositiveInt, model_validator
 
-from deepscope.components import LOSSES, METRICS, OPTIMIZERS
-from deepscope.config.common import StrictModel, component, registry_name
+from deepscope.components import LOSSES, METRICS, OPTIMIZERS, SCHEDULES
+from deepscope.config.common import StrictModel, component, fail, registry_name
 
-__all__ = ["EarlyStoppingConfig", "TrainConfig"]
+__all__ = ["EarlyStoppingConfig", "LRScheduleConfig", "TrainConfig"]
 
 Loss = component(LOSSES)
 Optimizer = component(OPTIMIZERS)
 MetricName = registry_name(METRICS)
+ScheduleName = registry_name(SCHEDULES)
 
 
 class EarlyStoppingConfig(StrictModel):
@@ -23,6 +24,23 @@ class EarlyStoppingConfig(StrictModel):
     patience: PositiveInt = 150
     min_delta: float = Field(1e-3, ge=0.0)
     monitor: str | None = Field(None, description="defaults to train.monitor")
+
+
+class LRScheduleConfig(StrictModel):
+    """A learning-rate schedule updated every optimizer step (DeepCalo's lr_schedule)."""
+
+    name: ScheduleName
+    range: tuple[PositiveFloat, PositiveFloat] = Field(
+        (1e-3, 5e-3), description="[min_lr, max_lr]")
+    step_size_factor: PositiveFloat = Field(2.0, description="half-cycle length in epochs (CLR), number of half "
+                                                             "cycles (OneCycle), first cycle in epochs (SGDR)")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="schedule-specific options")
+
+    @model_validator(mode="after")
+    def _check_range(self) -> "LRScheduleConfig":
+        if self.range[0] >= self.range[1]:
+            raise fail("lr_range", f"range: min_lr {self.range[0]} must be below max_lr {self.range[1]}")
+        return self
 
 
 class TrainConfig(StrictModel):
@@ -36,6 +54,8 @@ class TrainConfig(StrictModel):
     lr: PositiveFloat | None = Field(
         None, description="learning rate; the optimizer's default when left out (or give optimizer.config.lr)"
     )
+    lr_schedule: LRScheduleConfig | None = Field(
+        None, description="learning-rate schedule stepped every optimizer step; null = constant lr")
     monitor: str = Field("val_loss", description="what 'best' means: val_loss, or val_<metric> / train_<metric>")
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     restore_best_weights: bool = Field(

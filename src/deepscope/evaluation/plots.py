@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["confusion_matrix_figure", "learning_curves", "regression_figure", "resolution_figure"]
+__all__ = ["confusion_matrix_figure", "learning_curves", "lr_schedule_figure", "regression_figure",
+           "resolution_figure"]
 
 
 def _plt():
@@ -56,6 +57,22 @@ def learning_curves(metrics_csv: Path, out: Path) -> Path | None:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend()
+    return _save(fig, out)
+
+
+def lr_schedule_figure(history: list[tuple[int, float]], out: Path) -> Path | None:
+    """The learning rate used at every optimizer step (``(step, lr)`` pairs)."""
+    if not history:
+        return None
+    steps = np.array([h[0] for h in history], dtype=float)
+    lrs = np.array([h[1] for h in history], dtype=float)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    ax.plot(steps, lrs, "-")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("learning rate")
+    ax.set_title("learning-rate schedule")
+    ax.grid(alpha=0.3)
     return _save(fig, out)
 
 

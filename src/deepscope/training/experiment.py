@@ -29,6 +29,7 @@ from deepscope.evaluation.predict import load_net_weights, predict_store, save_p
 from deepscope.losses import make_loss
 from deepscope.models.build import build_model
 from deepscope.models.summary import summarize
+from deepscope.optim.schedules import ScheduleSpec
 from deepscope.training.callbacks import atomic_write_text
 from deepscope.training.pretrained import freeze_pretrained, load_pretrained
 from deepscope.training.run import RunDir, open_run, write_config
@@ -130,8 +131,9 @@ class Experiment:
                 log.info(line)
         task = _task(cfg, spec, prepared.standardizer)
         loss = make_loss(cfg.train.loss)
+        train_loader = _loader(prepared, "train", cfg, shuffle=True)
         system = SupervisedSystem(net, loss, task, cfg.train.optimizer, cfg.train.lr,
-                                  epoch_lines=not shows_progress_bar(cfg))
+                                  epoch_lines=not shows_progress_bar(cfg), schedule=_schedule(cfg, len(train_loader)))
         summary = summarize(net, spec)
         system.configure_optimizers()  # optimizer options are checked before anything is written
 
@@ -146,7 +148,7 @@ class Experiment:
                  f"samples: " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
 
         trainer, interrupt = build_trainer(cfg, run, resume_epoch)
-        loaders = {"train_dataloaders": _loader(prepared, "train", cfg, shuffle=True)}
+        loaders = {"train_dataloaders": train_loader}
         if "val" in prepared.indices:
             loaders["val_dataloaders"] = _loader(prepared, "val", cfg, shuffle=False)
         try:
@@ -172,12 +174,12 @@ class Experiment:
 
         weights = run.weights_for_evaluation(cfg.train.restore_best_weights)
         load_net_weights(net, weights)
-        metrics = self._finish(run, net, task, prepared, loss)
+        metrics = self._finish(run, net, task, prepared, loss, system.lr_history)
         epochs = resume_epoch if finished else int(trainer.current_epoch)
         return RunResult(run.path, metrics, weights, int(epochs or 0), resume)
 
     def _finish(self, run: RunDir, net: torch.nn.Module, task: Task, prepared: PreparedData,
-                loss: Any) -> dict[str, dict[str, float]]:
+                loss: Any, lr_history: list[tuple[int, float]] | None = None) -> dict[str, dict[str, float]]:
         cfg = self.cfg
         metrics: dict[str, dict[str, float]] = {}
         device = "cuda" if torch.cuda.is_available() and cfg.train.accelerator != "cpu" else "cpu"
@@ -193,8 +195,20 @@ class Experiment:
                 _split_figures(task, result, run.figures, split)
         if cfg.log.figures:
             plots.learning_curves(run.metrics, run.figures / "learning_curves.png")
+            if lr_history:
+                plots.lr_schedule_figure(lr_history, run.figures / "lr_schedule.png")
         atomic_write_text(run.path / "final_metrics.json", json.dumps(metrics, indent=2))
         return metrics
+
+
+def _schedule(cfg: ExperimentConfig, train_batches: int) -> ScheduleSpec | None:
+    """The lr schedule's spec: steps per epoch = training batches // accumulate_grad_batches."""
+    sch = cfg.train.lr_schedule
+    if sch is None:
+        return None
+    steps = max(1, train_batches // cfg.train.accumulate_grad_batches)
+    return ScheduleSpec(sch.name, float(sch.range[0]), float(sch.range[1]), float(sch.step_size_factor),
+                        dict(sch.kwargs), steps, cfg.train.epochs)
 
 
 def _split_figures(task: Task, result: dict[str, np.ndarray], figures: Path, split: str) -> None:

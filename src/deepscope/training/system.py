@@ -22,6 +22,7 @@ from deepscope.config.common import Component
 from deepscope.errors import TrainingDiverged
 from deepscope.models.regularization import apply_constraints, has_layer_reg, regularization_penalty
 from deepscope.optim.optimizers import make_optimizer
+from deepscope.optim.schedules import ScheduleSpec, make_scheduler
 from deepscope.training.task import Task
 
 __all__ = ["SupervisedSystem", "model_inputs"]
@@ -46,16 +47,20 @@ class SupervisedSystem(L.LightningModule):
         optimizer: the "str or config dict" optimizer spec.
         lr: learning rate overriding the optimizer's default.
         epoch_lines: log one summary line per epoch (when no progress bar is shown).
+        schedule: the learning-rate schedule (stepped every optimizer step), or ``None``.
     """
 
     def __init__(self, net: nn.Module, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], task: Task,
-                 optimizer: Component, lr: float | None = None, epoch_lines: bool = False) -> None:
+                 optimizer: Component, lr: float | None = None, epoch_lines: bool = False,
+                 schedule: ScheduleSpec | None = None) -> None:
         super().__init__()
         self.net, self.loss_fn, self.task = net, loss, task
         self.optimizer_spec, self.lr, self.epoch_lines = optimizer, lr, epoch_lines
         self._outputs: dict[str, list[tuple[np.ndarray, ...]]] = {}
         self._layer_reg = has_layer_reg(net)  # walking the modules every step costs ~0.5 ms
         self._epoch_start = time.perf_counter()
+        self.schedule = schedule
+        self.lr_history: list[tuple[int, float]] = []  # (global step, lr used) of every training step
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
         """Outputs shaped like the targets (multiplied by ``multiply_output_with`` when present)."""
@@ -79,6 +84,8 @@ class SupervisedSystem(L.LightningModule):
         bs = int(target.shape[0])
         if stage == "train" and self._step_loss_is_read():
             self.log("train_loss_step", loss, on_step=True, on_epoch=False, batch_size=bs, prog_bar=True)
+            if self.schedule is not None:
+                self.log("lr_step", self._current_lr(), on_step=True, on_epoch=False, batch_size=bs)
         self._outputs.setdefault(stage, []).append((
             out.detach().float().cpu().numpy(), target.detach().cpu().numpy(),
             per_sample.detach().float().cpu().numpy(),
@@ -100,7 +107,12 @@ class SupervisedSystem(L.LightningModule):
             return True
         return bool(getattr(connector, "should_update_logs", True))
 
+    def _current_lr(self) -> float:
+        return float(self.optimizers().param_groups[0]["lr"])
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        if self.schedule is not None and self._trainer is not None:
+            self.lr_history.append((int(self.global_step), self._current_lr()))
         return self._step(batch, "train")
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
@@ -164,9 +176,13 @@ class SupervisedSystem(L.LightningModule):
 
     # --- optimizer --------------------------------------------------------------------------------------
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> Any:
         params = [p for p in self.net.parameters() if p.requires_grad]
-        return make_optimizer(self.optimizer_spec, params, self.lr)
+        optimizer = make_optimizer(self.optimizer_spec, params, self.lr)
+        if self.schedule is None:
+            return optimizer
+        scheduler = make_scheduler(optimizer, self.schedule)  # sets the optimizer's lr to the step-0 value
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["deepscope"] = {"input_spec": self.task.spec.to_json(), "format": 1}
