@@ -251,7 +251,6 @@ class AtlasHDF5Data(DataCommon):
         "auto", description="read batches from the file as training goes (true) or load the selected events "
                             "into memory once (false); auto: in memory when they take less than 1 GiB")
 
-
     @field_validator("split")
     @classmethod
     def _no_split(cls, value: Any) -> Any:
@@ -359,7 +358,6 @@ class CalorimeterData(DataCommon):
     hdf5_path: AbsolutePath | None = Field(
         None, description="write the events once to this file in the ATLAS HDF5 layout (if it does not exist) "
                           "and read them back lazily through the atlas_hdf5 loader; null: keep them in memory")
-
 
     @field_validator("split")
     @classmethod
