@@ -21,12 +21,13 @@ from pydantic_core import PydanticUndefined
 
 from deepscope.config.data import (ArraysData, AtlasHDF5Data, CalorimeterData, DataBase, DataCommon, DigitsData,
                                    NpzData, SplitConfig, StandardizeConfig)
-from deepscope.config.log import LogConfig
+from deepscope.config.log import LogConfig, MLflowConfig, WeightSnapshotsConfig
 from deepscope.config.model import (CNNConfig, CombinedParams, DropBlockConfig, FiLMGenConfig, GateNetConfig,
                                     LayerRegConfig, NetworkInNetworkConfig, PretrainedModelConfig, ScalarNetConfig,
                                     SubmodelConfig, TopConfig, TrackNetConfig, UpsamplingConfig)
 from deepscope.config.schema import ExperimentConfig
-from deepscope.config.train import EarlyStoppingConfig, LRScheduleConfig, TrainConfig
+from deepscope.config.train import (CompileConfig, EarlyStoppingConfig, LRFinderConfig, LRScheduleConfig, TrainConfig,
+                                    WarmupConfig)
 from deepscope.registry import Registry
 
 DOC = Path(__file__).resolve().parents[1] / "config.md"
@@ -61,7 +62,12 @@ TABLES: list[tuple[str, type[BaseModel], tuple[str, ...]]] = [
     ("`train`", TrainConfig, ()),
     ("`train.early_stopping`", EarlyStoppingConfig, ()),
     ("`train.lr_schedule`", LRScheduleConfig, ()),
+    ("`train.warmup`", WarmupConfig, ()),
+    ("`train.lr_finder`", LRFinderConfig, ()),
+    ("`train.compile`", CompileConfig, ()),
     ("`log`", LogConfig, ()),
+    ("`log.weight_snapshots`", WeightSnapshotsConfig, ()),
+    ("`log.mlflow`", MLflowConfig, ()),
 ]
 
 MEANINGS: dict[str, str] = {
@@ -256,15 +262,35 @@ MEANINGS: dict[str, str] = {
     "TrainConfig.lr": "Learning rate. `null`: the optimizer's own default (or `optimizer.config.lr`). "
                       "Setting both is an error.",
     "TrainConfig.lr_schedule": "Learning-rate schedule updated every optimizer step (`CLR`, `OneCycle`, `SGDR`, "
-                               "`cosine`, `step`, `exponential`); `null` = constant lr. "
-                               "See [Training](training.md#learning-rate-schedules).",
+                               "`cosine`, `step`, `exponential`) or after every epoch (`plateau`); `null` = "
+                               "constant lr. See [Training](training.md#learning-rate-schedules).",
+    "TrainConfig.warmup": "Linear warm-up: the lr (or the schedule's value) times a factor rising from "
+                          "`start_factor` to 1; `null` = none. See [Training](training.md#warm-up).",
+    "TrainConfig.lr_finder": "Learning-rate range test before a new run; see its table and "
+                             "[Training](training.md#learning-rate-finder).",
+    "TrainConfig.auto_lr": "DeepCalo's automatic learning rate: lr = c·√(effective batch size) with a constant "
+                           "per optimizer (Nadam 2.5e-5). With a schedule, `[lr/√3, lr·√3]` replaces its range. "
+                           "Cannot be combined with `train.lr` or `optimizer.config.lr`. See "
+                           "[Training](training.md#automatic-learning-rate-auto_lr).",
+    "WarmupConfig.epochs": "Warm-up length in epochs (may be fractional); give this or `steps`.",
+    "WarmupConfig.steps": "Warm-up length in optimizer steps; give this or `epochs`.",
+    "WarmupConfig.start_factor": "Factor at the first step, in [0, 1): 0 starts from lr 0.",
+    "LRFinderConfig.use": "Scan the lr before training. New runs only: a resumed run reuses what was chosen then.",
+    "LRFinderConfig.scan_range": "`[first lr, last lr]` of the scan; the first must be below the last.",
+    "LRFinderConfig.epochs": "Length of the scan in epochs of the training data (may be fractional).",
+    "LRFinderConfig.scale": "`linear`: the lr rises by equal steps; `log`: by equal factors.",
+    "LRFinderConfig.prompt_for_input": "At a terminal, ask which range (or lr) to train with; Enter takes the "
+                                       "suggestion. Without a terminal the suggestion is used. Needs `use: true`.",
+    "LRFinderConfig.use_suggestion": "Train with the suggestion: it replaces `lr_schedule.range`, or `train.lr` when "
+                                     "there is no schedule. Needs `use: true`.",
     "LRScheduleConfig.name": "Schedule name; `deepscope list schedules`.",
     "LRScheduleConfig.range": "`[min_lr, max_lr]`; min must be below max.",
     "LRScheduleConfig.step_size_factor": "CLR: half-cycle length in epochs; OneCycle: number of half cycles "
                                          "including the cooldown; SGDR: first cycle length in epochs; "
                                          "step: epochs between decays.",
     "LRScheduleConfig.kwargs": "Schedule options: CLR `mode`, `gamma`; OneCycle `cyclical_momentum`, `momentum`; "
-                               "SGDR `mult`, `lr_decay`; step/exponential `gamma`.",
+                               "SGDR `mult`, `lr_decay`; step/exponential `gamma`; plateau `factor`, `patience`, "
+                               "`threshold`, `threshold_mode`, `cooldown`, `eps`.",
     "TrainConfig.monitor": "What \"best\" means for `best.ckpt` (and early stopping by default): `val_loss`, "
                            "`train_loss`, `val_<metric>` or `train_<metric>`.",
     "TrainConfig.early_stopping": "Stop when the monitored value stops improving.",
@@ -275,12 +301,43 @@ MEANINGS: dict[str, str] = {
     "TrainConfig.accumulate_grad_batches": "Sum gradients over this many batches per optimizer step.",
     "TrainConfig.max_steps": "Stop after this many optimizer steps (smoke tests); `null` = no limit.",
     "TrainConfig.precision": "Numeric precision. An unquoted `32` or `64` is read as `'32'` or `'64'`. "
-                           "`bf16-mixed` suits recent GPUs.",
+                           "`bf16-mixed` suits recent GPUs and runs on a CPU too; `16-mixed` needs a GPU (refused when "
+                           "training would run on a CPU). See [Performance](performance.md#precision).",
     "TrainConfig.accelerator": "`auto`, `cpu`, `gpu`, `cuda` (same as `gpu`) or `mps`.",
-    "TrainConfig.devices": "Devices to train on. Only `1` or `auto` is accepted: several devices need distributed "
-                           "training, which is not available yet. `auto` is passed to Lightning as it is "
-                           "(see [Training](training.md#devices-and-precision)).",
-    "TrainConfig.deterministic": "Use deterministic algorithms where torch has them (slower).",
+    "TrainConfig.devices": "Devices per node: a count (on the CPU: processes), a list of GPU indices such as "
+                           "`[0, 1]`, or `auto` (one device). More than one trains with DDP, one process per "
+                           "device; `batch_size` is per device. See [Distributed training](distributed.md).",
+    "TrainConfig.strategy": "How several devices train together: `auto` (`ddp` when there are several), `ddp` "
+                            "(Lightning starts the other processes by running the same command again), "
+                            "`ddp_spawn`, `ddp_find_unused_parameters_true` (a net with parameters some steps do "
+                            "not use).",
+    "TrainConfig.num_nodes": "Machines to train on (under SLURM: the job's nodes, one task per device).",
+    "TrainConfig.sync_batchnorm": "With several GPUs, BatchNorm layers use the statistics of the whole global batch "
+                                  "(torch's SyncBatchNorm), as one device with the whole batch would. No effect on "
+                                  "the CPU, where torch cannot synchronize them.",
+    "TrainConfig.n_gpus": "DeepCalo's key: `0` = `accelerator: cpu`, `N` = `accelerator: gpu` and `devices: N`. "
+                          "Read as those two keys (the resolved config shows them and `n_gpus: null`); setting "
+                          "it together with either is an error.",
+    "TrainConfig.deterministic": "Use deterministic algorithms where torch has them (slower); on a GPU also sets "
+                                 "`CUBLAS_WORKSPACE_CONFIG=:4096:8` before CUDA starts. Same seed, same machine: "
+                                 "the same weights, bit for bit. See [Performance](performance.md#deterministic).",
+    "TrainConfig.compile": "Compile the net with `torch.compile`: `true` (default options), a mapping of options "
+                           "(see its table), or `false`/`null` (off; stored as `null`). The net is compiled in "
+                           "place, so checkpoints load into an uncompiled net. "
+                           "See [Performance](performance.md#compile).",
+    "TrainConfig.channels_last": "Channels-last memory format for conv kernels and images. `auto`: on when training "
+                                 "on a GPU and the model has 2D or 3D convolutions; off on a CPU. `true` works on a "
+                                 "CPU too (rarely faster). See [Performance](performance.md#channels_last).",
+    "CompileConfig.mode": "`default`, `reduce-overhead` (CUDA graphs: less launch overhead for small batches), "
+                          "`max-autotune` (tries kernels: slow to compile, fastest to run) or "
+                          "`max-autotune-no-cudagraphs`. Modes other than `default` need `backend: inductor`.",
+    "CompileConfig.backend": "The `torch.compile` backend: `inductor` (generates kernels), `eager` (no speed-up; "
+                             "checks that the net traces), `aot_eager`, `cudagraphs`, … checked against "
+                             "`torch.compiler.list_backends()` when training starts.",
+    "CompileConfig.fullgraph": "Fail on a graph break instead of running that part in Python.",
+    "CompileConfig.dynamic": "`null`: compile for the first shapes, then once more with dynamic shapes when a shape "
+                             "changes (e.g. the last, smaller batch); `true`: dynamic from the start; `false`: "
+                             "recompile for every new shape.",
     "EarlyStoppingConfig.use": "Turn early stopping on.",
     "EarlyStoppingConfig.patience": "Epochs without improvement before stopping.",
     "EarlyStoppingConfig.min_delta": "Smallest change that counts as an improvement.",
@@ -293,6 +350,21 @@ MEANINGS: dict[str, str] = {
     "LogConfig.progress_bar": "`auto`: a progress bar at a terminal, one line per epoch otherwise; `rich`: always "
                               "a bar; `none`: one line per epoch.",
     "LogConfig.every_n_steps": "How often per-step values (`train_loss_step`) go to TensorBoard.",
+    "LogConfig.weight_snapshots": "Save the net's weights to `weights/epoch_<n>.pt` every n epochs, with a "
+                                  "histogram figure per snapshot; `null` = off. See its table and "
+                                  "[Run folders](runs.md#weights).",
+    "LogConfig.mlflow": "Also log the run to MLflow (needs `pip install 'deepscope[mlflow]'`); `null` = off. See its "
+                        "table and [Run folders](runs.md#mlflow).",
+    "WeightSnapshotsConfig.every_n_epochs": "Save after epochs n, 2n, 3n, … (counted from 1) and after the last "
+                                            "epoch.",
+    "WeightSnapshotsConfig.figures": "Also draw `figures/weights/epoch_<n>.png`: one histogram per weight tensor "
+                                     "(only when `log.figures` is on too).",
+    "MLflowConfig.tracking_uri": "Where MLflow stores the run: a server (`http://host:5000`), a database "
+                                 "(`sqlite:///mlflow.db`, needs the full `mlflow` package) or a folder (`file:mlruns` "
+                                 "or a plain path, stored absolute). Required.",
+    "MLflowConfig.experiment_name": "The MLflow experiment the run goes into (created when missing).",
+    "MLflowConfig.run_name": "The MLflow run's name; `null` = the run folder's name (`t-2` for a new version).",
+    "MLflowConfig.tags": "Tags set on the MLflow run, strings to strings.",
 }
 
 
@@ -310,6 +382,7 @@ TYPE_OVERRIDES: dict[str, str] = {
     "AtlasHDF5Data.n_points": "mapping of split to null, int or index list",
     "CalorimeterData.energy_range": "[low, high], floats",
     "CalorimeterData.options": "mapping",
+    "TrainConfig.compile": "bool, section or null",
 }
 
 

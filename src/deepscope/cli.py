@@ -92,7 +92,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from deepscope.training.experiment import Experiment
 
     result = Experiment(args.config, overrides=args.override).train(new_version=args.new_version)
-    _print_metrics(result.metrics, f"run folder: {result.run_dir}")
+    if result.global_rank == 0:  # under DDP every process runs this command; one reports
+        _print_metrics(result.metrics, f"run folder: {result.run_dir}")
     return 0
 
 

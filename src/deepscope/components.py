@@ -165,6 +165,9 @@ SCHEDULES.declare("step", _S + "step", aliases=("StepLR",),
                   doc="range[1] times gamma (0.1) every step_size_factor epochs, not below range[0]")
 SCHEDULES.declare("exponential", _S + "exponential", aliases=("ExponentialLR", "exp"),
                   doc="range[1] times gamma (0.9) per epoch, not below range[0]")
+SCHEDULES.declare("plateau", _S + "plateau", aliases=("ReduceLROnPlateau", "reduce_on_plateau"), monitored=True,
+                  doc="range[1] times factor (0.1) when train.monitor has not improved for patience (10) epochs, "
+                      "not below range[0] (kwargs: factor, patience, threshold, threshold_mode, cooldown, eps)")
 
 # --- layers: activations, initializers, normalizations -----------------------------------------------
 ACTIVATIONS = Registry("activation")

@@ -123,16 +123,41 @@ def test_defaults_map_to_deepcalo_behaviour():
     ({"epoch": 3}, "params: unknown key 'epoch'; did you mean 'epochs'?"),
     ({"lr_schedule": {"nam": "CLR"}}, "params['lr_schedule']: unknown key 'nam'; did you mean 'name'?"),
     ({"cnn": {"n_init_filter": 4}}, "params['cnn']: unknown key 'n_init_filter'; did you mean 'n_init_filters'?"),
-    ({"lr_schedule": {"name": "CLR"}}, "params['lr_schedule']['name']: 'CLR': learning-rate schedules"),
-    ({"lr_finder": {"use": True}}, "params['lr_finder']['use']: the learning-rate finder is not available"),
-    ({"auto_lr": True}, "params['auto_lr']: the automatic learning rate is not available"),
-    ({"n_gpus": 2}, "params['n_gpus']: 2 GPUs need distributed training"),
+    ({"n_gpus": 3}, "params['batch_size']: 32 samples cannot be shared evenly by params['n_gpus'] 3 GPUs"),
+    ({"n_gpus": -1}, "params['n_gpus']: found -1; expected 0 (CPU) or a number of GPUs"),
     ({"data_generator": {"use": True}}, "data.source: atlas_hdf5"),
 ])
 def test_refused_params_say_why(params, expected):
     with pytest.raises(ConfigError) as err:
         params_to_config(params)
     assert expected in str(err.value)
+
+
+def test_several_gpus_split_deepcalos_batch():
+    # Keras' multi_gpu_model cut each batch of 64 into 2 x 32: 32 per GPU, the same 64 per step
+    cfg = deepscope.load_config(params_to_config({"n_gpus": 2, "batch_size": 64}))
+    assert (cfg.train.accelerator, cfg.train.devices, cfg.train.batch_size) == ("gpu", 2, 32)
+
+
+def test_learning_rate_params_map_onto_train():
+    params = {"lr_finder": {"use": True, "scan_range": [1e-5, 1e-3], "epochs": 2, "scale": "log",
+                            "prompt_for_input": True},
+              "lr_schedule": {"name": "CLR", "range": [1e-4, 1e-3], "step_size_factor": 4,
+                              "kwargs": {"mode": "exp_range"}},
+              "auto_lr": False}
+    t = deepscope.load_config(params_to_config(params)).train
+    assert t.lr_finder.use and t.lr_finder.scan_range == (1e-5, 1e-3) and t.lr_finder.scale == "log"
+    assert t.lr_finder.epochs == 2 and t.lr_finder.prompt_for_input and not t.lr_finder.use_suggestion
+    assert t.lr_schedule.name == "CLR" and t.lr_schedule.range == (1e-4, 1e-3) and t.lr_schedule.step_size_factor == 4
+    assert deepscope.load_config(params_to_config({"auto_lr": True})).train.auto_lr
+    assert deepscope.load_config(params_to_config({})).train.lr_schedule is None
+
+
+def test_learning_rate_params_errors_name_the_keys():
+    with pytest.raises(ConfigError, match=r"train\.auto_lr is true but train\.optimizer\.config\.lr is set too"):
+        ModelContainer({}, {"auto_lr": True, "optimizer": {"class_name": "Nadam", "config": {"lr": 1e-3}}})
+    with pytest.raises(ConfigError, match=r"params\['lr_finder'\] \(train\.lr_finder\): prompt_for_input"):
+        ModelContainer({}, {"lr_finder": {"prompt_for_input": True}})
 
 
 def _deepcalo_data(rng, n):

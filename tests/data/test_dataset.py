@@ -70,15 +70,76 @@ def test_skip_resumes_mid_epoch_once():
     assert _epoch(s) == full  # skip applies to one iteration only
 
 
-def test_replicas_get_disjoint_equal_shares():
-    shards = []
-    for rank in range(3):
-        s = BatchIndexSampler(20, 4, shuffle=True, seed=0, num_replicas=3, rank=rank)
-        batches = _epoch(s)
-        assert len(batches) == len(s)
-        shards.append([i for b in batches for i in b])
-    assert all(len(x) == 6 for x in shards)
-    assert len(set(shards[0]) | set(shards[1]) | set(shards[2])) == 18
+def _ranks(n, bs, world, **kw):
+    return [BatchIndexSampler(n, bs, num_replicas=world, rank=r, **kw) for r in range(world)]
+
+
+@pytest.mark.parametrize("n,bs,world", [(24, 4, 2), (20, 4, 3), (37, 5, 2), (9, 2, 4), (64, 8, 4), (7, 3, 2)])
+@pytest.mark.parametrize("epoch", [0, 3])
+def test_ranks_split_the_batches_one_process_sees(n, bs, world, epoch):
+    # step k on rank r is the r-th slice of step k of one process with batch world*bs: the same
+    # samples in the same order once the slices are put side by side
+    single = BatchIndexSampler(n, bs * world, shuffle=True, seed=7)
+    single.set_epoch(epoch)
+    ranks = _ranks(n, bs, world, shuffle=True, seed=7)
+    for s in ranks:
+        s.set_epoch(epoch)
+    per_rank = [_epoch(s) for s in ranks]
+    assert len({len(s) for s in ranks}) == 1  # every rank steps together
+    assert [len(b) for b in per_rank] == [len(s) for s in ranks]
+    for k, batch in enumerate(_epoch(single)):
+        if len(batch) < world:  # a remainder smaller than the world is dropped in training
+            assert all(len(b) == k for b in per_rank)
+            continue
+        assert [i for b in per_rank for i in b[k]] == batch
+        assert max(len(b[k]) for b in per_rank) - min(len(b[k]) for b in per_rank) <= 1
+
+
+def test_last_global_batch_split_evenly():
+    # 22 samples, bs 4, 2 ranks: two global batches of 8, then 6 split 3 + 3
+    per_rank = [_epoch(s) for s in _ranks(22, 4, 2, shuffle=False)]
+    assert per_rank[0] == [[0, 1, 2, 3], [8, 9, 10, 11], [16, 17, 18]]
+    assert per_rank[1] == [[4, 5, 6, 7], [12, 13, 14, 15], [19, 20, 21]]
+
+
+@pytest.mark.parametrize("pad", [False, True])
+def test_remainder_smaller_than_world(pad):
+    # 9 samples, bs 2, 4 ranks: one global batch of 8, then 1 sample for 4 ranks
+    ranks = _ranks(9, 2, 4, shuffle=False, pad=pad)
+    per_rank = [_epoch(s) for s in ranks]
+    assert {len(s) for s in ranks} == {2 if pad else 1}
+    assert all(len(b) == len(s) for b, s in zip(per_rank, ranks))
+    if pad:  # evaluation: every rank gets a batch; the last sample repeats where there was nothing
+        assert [b[1] for b in per_rank] == [[8], [8], [8], [8]]
+    else:  # training: dropped on every rank
+        assert sorted(i for b in per_rank for i in b[0]) == list(range(8))
+
+
+def test_evaluation_covers_every_sample_once_up_to_padding():
+    for n in range(1, 30):
+        seen = [i for s in _ranks(n, 3, 4, shuffle=False, pad=True) for b in s for i in b.tolist()]
+        assert sorted(set(seen)) == list(range(n))
+
+
+def test_drop_last_under_ddp():
+    ranks = _ranks(22, 4, 2, shuffle=True, drop_last=True)
+    assert [len(s) for s in ranks] == [2, 2] and all(len(b) == 4 for s in ranks for b in s)
+
+
+def test_skip_resumes_each_rank_mid_epoch():
+    for s in _ranks(40, 3, 2, shuffle=True, seed=2):
+        s.set_epoch(1)
+        full = _epoch(s)
+        s.skip = 2
+        assert _epoch(s) == full[2:]
+
+
+def test_shard_checks_the_rank():
+    s = BatchIndexSampler(10, 2, shuffle=False)
+    s.shard(2, 1)
+    assert _epoch(s) == [[2, 3], [6, 7], [9]]
+    with pytest.raises(ValueError, match="rank 2 is outside 0..1"):
+        s.shard(2, 2)
 
 
 # --- dataset and loader ----------------------------------------------------------------------------

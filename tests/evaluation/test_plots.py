@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from deepscope.evaluation import plots
 
@@ -28,3 +29,30 @@ def test_confusion_matrix_and_regression_figures(tmp_path):
     assert plots.confusion_matrix_figure(labels, labels, tmp_path / "cm.png").exists()
     y = rng.normal(size=300)
     assert plots.regression_figure(y + 0.1, y, tmp_path / "reg.png").exists()
+
+
+@pytest.mark.parametrize("values", [
+    np.random.default_rng(2).normal(size=(16, 3, 3, 3)),  # a conv kernel
+    np.full((4, 5), 0.25),  # a constant tensor
+    np.array([[1.0, np.nan], [np.inf, -2.0]]),  # non-finite values are counted apart
+], ids=["kernel", "constant", "nonfinite"])
+def test_weight_histogram_counts_as_numpy(values):
+    counts, edges, nonfinite = plots.weight_histogram(values, bins=20)
+    finite = values[np.isfinite(values)]
+    want_counts, want_edges = np.histogram(finite, bins=20)
+    np.testing.assert_array_equal(counts, want_counts)
+    np.testing.assert_array_equal(edges, want_edges)
+    assert nonfinite == values.size - finite.size
+    assert counts.sum() == finite.size
+
+
+def test_weight_histograms_figure_draws_the_largest_weight_tensors(tmp_path):
+    rng = np.random.default_rng(3)
+    weights = {f"layer{i}.weight": rng.normal(size=(4, i + 1)) for i in range(30)}
+    weights["layer0.bias"] = np.zeros(4)
+    shown, head = plots._weight_panels(weights, max_panels=6)
+    assert list(shown) == [f"layer{i}.weight" for i in range(24, 30)]  # the largest, in model order
+    assert head == "6 of 30 weight tensors (the 6 largest); biases and other 1-D parameters not shown"
+    assert plots.weight_histograms_figure(weights, tmp_path / "w.png", title="epoch 1", max_panels=6).exists()
+    assert plots.weight_histograms_figure({"b": np.zeros(3)}, tmp_path / "b.png").exists()  # only 1-D: drawn
+    assert plots.weight_histograms_figure({}, tmp_path / "none.png") is None

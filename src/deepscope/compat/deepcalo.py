@@ -24,9 +24,13 @@ Differences from DeepCalo, on purpose:
 
 - no standardization is applied (DeepCalo applied none; standardize the arrays yourself, as
   with DeepCalo, or use ``deepscope.train`` with ``data.standardize``);
-- ``n_gpus: 0`` trains on the CPU, ``1`` on one device of ``train.accelerator: auto``;
-- ``lr_finder``, ``lr_schedule``, ``auto_lr``, ``n_gpus > 1`` and ``data_generator`` are refused
-  with a message until deepscope has them (their defaults pass);
+- ``n_gpus: 0`` trains on the CPU, ``1`` on one device of ``train.accelerator: auto``, ``N > 1`` on N
+  GPUs with DDP (one process per GPU: Lightning starts the script again for each) with
+  ``batch_size / N`` samples per GPU, so that a step sees DeepCalo's batch;
+- ``lr_finder``, ``lr_schedule`` and ``auto_lr`` map onto ``train.lr_finder``, ``train.lr_schedule``
+  and ``train.auto_lr``; with ``prompt_for_input`` the range typed (or, without a terminal, the
+  suggestion) is used;
+- ``data_generator`` is refused with a message (its default passes);
 - ``scalar_net['strides']`` (documented by DeepCalo, meaningless for dense layers) is ignored.
 """
 
@@ -111,6 +115,7 @@ _NATIVE_TO_PARAMS = [
     ("train.early_stopping.use", "use_earlystopping"), ("train.restore_best_weights", "restore_best_weights"),
     ("train.epochs", "epochs"), ("train.batch_size", "batch_size"), ("train.loss", "loss"),
     ("train.metrics", "metrics"), ("train.optimizer", "optimizer"), ("train.devices", "n_gpus"),
+    ("train.lr_finder", "lr_finder"), ("train.lr_schedule", "lr_schedule"), ("train.auto_lr", "auto_lr"),
     ("model.pretrained_model", "pretrained_model"), ("model.upsampling", "upsampling"),
     *[(f"model.{name}", name) for name in _SUBMODELS],
 ]
@@ -186,21 +191,14 @@ def _plain(value: Any) -> Any:
 
 def _unavailable(p: Mapping[str, Any]) -> list[str]:
     problems = []
-    if p["lr_finder"].get("use"):
-        problems.append("params['lr_finder']['use']: the learning-rate finder is not available in deepscope yet; "
-                        "set it to False")
-    if p["lr_schedule"].get("name") is not None:
-        problems.append(f"params['lr_schedule']['name']: '{p['lr_schedule']['name']}': learning-rate schedules "
-                        "(CLR, OneCycle, SGDR) are not available in deepscope yet; set it to None")
-    if p["auto_lr"]:
-        problems.append("params['auto_lr']: the automatic learning rate is not available in deepscope yet; set it to "
-                        "False and give the rate as optimizer {'class_name': ..., 'config': {'lr': ...}}")
     n_gpus = p["n_gpus"]
     if not isinstance(n_gpus, int) or isinstance(n_gpus, bool) or n_gpus < 0:
-        problems.append(f"params['n_gpus']: found {n_gpus!r}; expected 0 (CPU) or 1")
-    elif n_gpus > 1:
-        problems.append(f"params['n_gpus']: {n_gpus} GPUs need distributed training, which is not available in "
-                        "deepscope yet; use 0 (CPU) or 1")
+        problems.append(f"params['n_gpus']: found {n_gpus!r}; expected 0 (CPU) or a number of GPUs")
+    elif n_gpus > 1 and isinstance(p["batch_size"], int) and p["batch_size"] % n_gpus:
+        # multi_gpu_model cut each batch into n_gpus parts; deepscope's batch_size is per GPU
+        problems.append(f"params['batch_size']: {p['batch_size']} samples cannot be shared evenly by "
+                        f"params['n_gpus'] {n_gpus} GPUs (DeepCalo split each batch over them); give a multiple "
+                        f"of {n_gpus}")
     if p["data_generator"].get("use"):
         problems.append("params['data_generator']['use']: DeepCalo's DataGenerator is replaced by deepscope's lazy "
                         "HDF5 source: train from a config with data.source: atlas_hdf5 (deepscope.train), which "
@@ -267,9 +265,18 @@ def params_to_config(params: Mapping[str, Any], dirs: Mapping[str, Any] | None =
         "early_stopping": {"use": p["use_earlystopping"], "patience": 150, "min_delta": 1e-3},
         "restore_best_weights": p["restore_best_weights"],
         "devices": 1,
+        "lr_finder": _plain(p["lr_finder"]),
+        "auto_lr": p["auto_lr"],
     }
+    if p["lr_schedule"].get("name") is not None:
+        train["lr_schedule"] = _plain(p["lr_schedule"])
     if p["n_gpus"] == 0:
         train["accelerator"] = "cpu"
+    elif p["n_gpus"] > 1:
+        # Keras' multi_gpu_model split each batch over the GPUs; deepscope's batch_size is per GPU
+        train.update(accelerator="gpu", devices=p["n_gpus"])
+        if isinstance(p["batch_size"], int):
+            train["batch_size"] = p["batch_size"] // p["n_gpus"]
     log_dir = (dirs or {}).get("log")
     return {
         "name": name or p.get("name") or _default_name(p["epochs"]),

@@ -157,6 +157,38 @@ def check_lr_given_once(cfg: ExperimentConfig) -> str | None:
     return None
 
 
+def _lr_keys_given(cfg: ExperimentConfig) -> list[str]:
+    keys = ["train.lr"] if cfg.train.lr is not None else []
+    return keys + [f"train.optimizer.config.{k}" for k in ("lr", "learning_rate") if k in cfg.train.optimizer.config]
+
+
+def check_auto_lr_alone(cfg: ExperimentConfig) -> str | None:
+    if not cfg.train.auto_lr:
+        return None
+    given = _lr_keys_given(cfg)
+    if given:
+        return (f"train.auto_lr is true but {given[0]} is set too: auto_lr computes the learning rate from the "
+                f"batch size; remove {given[0]} or set auto_lr: false")
+    finder = cfg.train.lr_finder
+    for key in ("use_suggestion", "prompt_for_input"):
+        if getattr(finder, key):
+            return (f"train.auto_lr and train.lr_finder.{key} are both true: both choose the learning rate; "
+                    "keep one")
+    return None
+
+
+def check_lr_finder_suggestion_target(cfg: ExperimentConfig) -> str | None:
+    finder = cfg.train.lr_finder
+    if cfg.train.lr_schedule is not None or not (finder.use_suggestion or finder.prompt_for_input):
+        return None
+    given = _lr_keys_given(cfg)
+    if given:
+        key = "use_suggestion" if finder.use_suggestion else "prompt_for_input"
+        return (f"train.lr_finder.{key} sets the learning rate (there is no train.lr_schedule), but {given[0]} "
+                f"is set too: remove {given[0]}, or set {key}: false")
+    return None
+
+
 def check_target_standardization(cfg: ExperimentConfig) -> str | None:
     if cfg.data.standardize.targets and _loss_meta(cfg)["task"] != "regression":
         return (f"data.standardize.targets is true but train.loss '{cfg.train.loss.class_name}' is a "
@@ -164,20 +196,23 @@ def check_target_standardization(cfg: ExperimentConfig) -> str | None:
     return None
 
 
-def check_single_device(cfg: ExperimentConfig) -> str | None:
-    if cfg.train.devices not in (1, "auto"):
-        return (f"train.devices: {cfg.train.devices} devices need distributed training, which this version does "
-                "not have yet; use 1")
+def check_device_list_needs_gpus(cfg: ExperimentConfig) -> str | None:
+    t = cfg.train
+    if isinstance(t.devices, list) and t.accelerator in ("cpu", "mps"):
+        return (f"train.devices {t.devices} lists GPU indices but train.accelerator is '{t.accelerator}': "
+                f"give a count instead (devices: {len(t.devices)}), or accelerator: gpu")
     return None
 
 
 CHECKS: list[Callable[[ExperimentConfig], str | None]] = [
     check_target_standardization,
-    check_single_device,
+    check_device_list_needs_gpus,
     check_metrics_match_loss,
     check_final_activation_matches_loss,
     check_multiclass_output_size,
     check_monitor,
     check_validation_exists,
     check_lr_given_once,
+    check_auto_lr_alone,
+    check_lr_finder_suggestion_target,
 ]

@@ -4,17 +4,35 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import BeforeValidator, Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
 from deepscope.components import LOSSES, METRICS, OPTIMIZERS, SCHEDULES
 from deepscope.config.common import StrictModel, component, fail, registry_name
 
-__all__ = ["EarlyStoppingConfig", "LRScheduleConfig", "TrainConfig"]
+__all__ = ["CompileConfig", "EarlyStoppingConfig", "LRFinderConfig", "LRScheduleConfig", "TrainConfig",
+           "WarmupConfig"]
 
 Loss = component(LOSSES)
 Optimizer = component(OPTIMIZERS)
 MetricName = registry_name(METRICS)
 ScheduleName = registry_name(SCHEDULES)
+
+
+def _devices(value: Any) -> Any:
+    # one message for the three forms instead of one per union member
+    expected = "expected a number of devices (1 or more), a list of GPU indices such as [0, 1], or 'auto'"
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    if isinstance(value, list) and value and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0
+                                                 for i in value):
+        if len(set(value)) != len(value):
+            raise fail("devices", f"found {value}; each device index may appear once")
+        return value
+    raise fail("devices", f"found {value!r}; {expected}")
+
+
+# a count per node, GPU indices (e.g. [0, 1]), or 'auto' (one device)
+Devices = Annotated[int | list[int] | Literal["auto"], BeforeValidator(_devices)]
 
 
 class EarlyStoppingConfig(StrictModel):
@@ -43,6 +61,73 @@ class LRScheduleConfig(StrictModel):
         return self
 
 
+class WarmupConfig(StrictModel):
+    """Linear learning-rate warm-up (DeepFocus): the lr (or the schedule) times a factor rising to 1."""
+
+    epochs: PositiveFloat | None = Field(None, description="warm-up length in epochs (give this or steps)")
+    steps: PositiveInt | None = Field(None, description="warm-up length in optimizer steps (give this or epochs)")
+    start_factor: float = Field(0.0, ge=0.0, lt=1.0, description="factor at the first step, in [0, 1)")
+
+    @model_validator(mode="after")
+    def _check_length(self) -> "WarmupConfig":
+        if (self.epochs is None) == (self.steps is None):
+            given = "both" if self.epochs is not None else "neither"
+            raise fail("warmup_length", f"give exactly one of epochs and steps (found {given})")
+        return self
+
+
+class LRFinderConfig(StrictModel):
+    """The learning-rate range test before training (DeepCalo's lr_finder, with its defaults)."""
+
+    use: bool = Field(False, description="scan the lr before training (new runs only)")
+    scan_range: tuple[PositiveFloat, PositiveFloat] = Field((1e-4, 1e-2), description="[first lr, last lr]")
+    epochs: PositiveFloat = Field(1.0, description="length of the scan in epochs of the training data")
+    scale: Literal["linear", "log"] = Field("linear", description="lr rises linearly or log-spaced")
+    prompt_for_input: bool = Field(False, description="ask at a terminal which range (or lr) to use")
+    use_suggestion: bool = Field(False, description="train with the suggested range (or lr)")
+
+    @model_validator(mode="after")
+    def _check(self) -> "LRFinderConfig":
+        if self.scan_range[0] >= self.scan_range[1]:
+            raise fail("lr_range", f"scan_range: the first lr {self.scan_range[0]} must be below the last "
+                                   f"{self.scan_range[1]}")
+        if not self.use:
+            for key in ("use_suggestion", "prompt_for_input"):
+                if getattr(self, key):
+                    raise fail("lr_finder_off", f"{key} is true but use is false: the finder only suggests when "
+                                                "it runs; set use: true")
+        return self
+
+
+class CompileConfig(StrictModel):
+    """Options of ``torch.compile`` for the net (``train.compile``)."""
+
+    mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = Field(
+        "default", description="inductor's optimization mode")
+    backend: str = Field("inductor", min_length=1, description="torch.compile backend: 'inductor', 'eager', ...")
+    fullgraph: bool = Field(False, description="fail on a graph break instead of falling back to Python")
+    dynamic: bool | None = Field(None, description="dynamic shapes: null = after a shape changes")
+
+    @model_validator(mode="after")
+    def _check_mode_backend(self) -> "CompileConfig":
+        if self.mode != "default" and self.backend != "inductor":
+            raise fail("compile_mode", f"mode '{self.mode}' is an option of the 'inductor' backend, but backend is "
+                                       f"'{self.backend}': use backend 'inductor' or mode 'default'")
+        return self
+
+
+def _compile_options(value: Any) -> Any:
+    # true = every option at its default; false = off (stored as null)
+    if value is True:
+        return {}
+    if value is None or value is False:
+        return None
+    if not isinstance(value, (dict, CompileConfig)):
+        raise fail("compile_form", f"found {value!r}; expected true, false or a mapping of options "
+                                   f"({', '.join(CompileConfig.model_fields)})")
+    return value
+
+
 class TrainConfig(StrictModel):
     """How the model is trained."""
 
@@ -56,6 +141,9 @@ class TrainConfig(StrictModel):
     )
     lr_schedule: LRScheduleConfig | None = Field(
         None, description="learning-rate schedule stepped every optimizer step; null = constant lr")
+    warmup: WarmupConfig | None = Field(None, description="linear lr warm-up; null = none")
+    lr_finder: LRFinderConfig = Field(default_factory=LRFinderConfig)
+    auto_lr: bool = Field(False, description="lr = c·sqrt(batch size) with a per-optimizer constant (DeepCalo)")
     monitor: str = Field("val_loss", description="what 'best' means: val_loss, or val_<metric> / train_<metric>")
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     restore_best_weights: bool = Field(
@@ -67,5 +155,37 @@ class TrainConfig(StrictModel):
     precision: Annotated[Literal["32", "64", "16-mixed", "bf16-mixed"], BeforeValidator(
         lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else v)] = "32"
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
-    devices: int | Literal["auto"] = Field(1, description="devices to train on; 'auto' takes one")
+    devices: Devices = Field(
+        1, description="devices per node: a count, a list of GPU indices, or 'auto' (one device); "
+                       "batch_size is per device")
+    strategy: Literal["auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true"] = Field(
+        "auto", description="how several devices train together; 'auto' = ddp when there are several")
+    num_nodes: PositiveInt = Field(1, description="machines to train on (SLURM: the job's nodes)")
+    sync_batchnorm: bool = Field(
+        True, description="BatchNorm statistics over the whole global batch when several GPUs train")
+    n_gpus: NonNegativeInt | None = Field(
+        None, description="DeepCalo's spelling: 0 = the CPU, N = N GPUs (accelerator gpu, devices N); "
+                          "not together with accelerator or devices")
     deterministic: bool = False
+    compile: Annotated[CompileConfig | None, BeforeValidator(_compile_options)] = Field(
+        None, description="compile the net with torch.compile: true (default options), a mapping of options, "
+                          "or false/null (off)")
+    channels_last: Literal["auto"] | bool = Field(
+        "auto", description="channels-last memory format for conv weights and images; 'auto': on a GPU with convs")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _n_gpus_to_devices(cls, raw: Any) -> Any:
+        # DeepCalo's n_gpus is read as accelerator + devices and stored as null, so the resolved config
+        # (written to the run folder and read again on resume) names the devices once
+        if not isinstance(raw, dict) or raw.get("n_gpus") is None:
+            return raw
+        n = raw["n_gpus"]
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            return raw  # the field reports it
+        given = [k for k in ("accelerator", "devices") if k in raw]
+        if given:
+            both = " and ".join(f"train.{k} ({raw[k]!r})" for k in given)
+            raise fail("n_gpus_twice", f"train.n_gpus ({n}) is set together with {both}: n_gpus is DeepCalo's "
+                                       "way of saying accelerator and devices; keep one of the two")
+        return {**raw, "n_gpus": None, "accelerator": "gpu" if n else "cpu", "devices": max(n, 1)}

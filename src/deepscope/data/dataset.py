@@ -85,21 +85,42 @@ def _reorder(batch: dict[str, Any], order: np.ndarray) -> dict[str, Any]:
 class BatchIndexSampler(Sampler[np.ndarray]):
     """Yields arrays of positions, one per batch; reshuffled per epoch from ``(seed, epoch)``.
 
+    Under DDP, ``batch_size`` is per process and the epoch is cut into *global* batches of
+    ``batch_size * num_replicas`` samples taken from the same permutation a single process uses;
+    process ``rank`` gets the ``rank``-th slice of each. So N processes with batch B see, step by
+    step, exactly the samples one process sees with batch N·B. Every process yields the same number
+    of batches (DDP synchronizes every training step). The last, partial global batch of R samples
+    is split as evenly as possible (slices differ by at most one sample); when R < num_replicas some
+    process would get nothing, and then the samplers agree on one of two things: with
+    ``pad=False`` (training) that remainder is dropped for this epoch — the next epoch's permutation
+    puts those samples elsewhere —, with ``pad=True`` (evaluation) the processes left empty repeat the
+    remainder's last sample, which the epoch metrics count once (they de-duplicate by sample index).
+
     Args:
         n: number of samples in the split.
         batch_size: samples per batch (per process under DDP).
         shuffle: permute each epoch.
         seed: base seed; the permutation of epoch e depends only on (seed, e), so a resumed run
             sees the same order.
-        num_replicas, rank: shard batches across processes (DDP).
+        drop_last: drop the last batch when it is partial.
+        num_replicas, rank: the number of processes and this one's global rank (DDP).
+        pad: see above.
     """
 
     def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False,
-                 num_replicas: int = 1, rank: int = 0) -> None:
+                 num_replicas: int = 1, rank: int = 0, pad: bool = False) -> None:
         self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
-        self.drop_last, self.num_replicas, self.rank = drop_last, num_replicas, rank
+        self.drop_last, self.pad = drop_last, pad
+        self.num_replicas, self.rank = 1, 0
+        self.shard(num_replicas, rank)
         self.epoch = 0
         self.skip = 0  # batches to skip at the start of the next iteration (mid-epoch resume)
+
+    def shard(self, num_replicas: int, rank: int) -> None:
+        """Take this process's share of every global batch (``rank`` of ``num_replicas``)."""
+        if num_replicas < 1 or not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is outside 0..{num_replicas - 1} (num_replicas {num_replicas})")
+        self.num_replicas, self.rank = num_replicas, rank
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -107,12 +128,13 @@ class BatchIndexSampler(Sampler[np.ndarray]):
     def _batches(self) -> list[np.ndarray]:
         order = (np.random.default_rng([self.seed, self.epoch]).permutation(self.n) if self.shuffle
                  else np.arange(self.n))
-        if self.num_replicas > 1:
-            per_rank = self.n // self.num_replicas  # equal share so every rank steps together
-            order = order[self.rank * per_rank:(self.rank + 1) * per_rank]
-        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
-            batches.pop()
+        b, w, r = self.batch_size, self.num_replicas, self.rank
+        full = self.n // (b * w)
+        batches = [order[k * b * w + r * b:k * b * w + (r + 1) * b] for k in range(full)]
+        rest = order[full * b * w:]
+        if len(rest) and not (self.drop_last or (len(rest) < w and not self.pad)):
+            part = np.array_split(rest, w)[r]
+            batches.append(part if len(part) else rest[-1:])
         return batches
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -120,9 +142,9 @@ class BatchIndexSampler(Sampler[np.ndarray]):
         yield from self._batches()[skip:]
 
     def __len__(self) -> int:
-        n = self.n // self.num_replicas if self.num_replicas > 1 else self.n
-        full, rest = divmod(n, self.batch_size)
-        return full + (1 if rest and not self.drop_last else 0)
+        w = self.num_replicas
+        full, rest = divmod(self.n, self.batch_size * w)
+        return full + (1 if rest and not (self.drop_last or (rest < w and not self.pad)) else 0)
 
 
 class BatchLoader(DataLoader):

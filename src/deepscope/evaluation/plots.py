@@ -1,4 +1,4 @@
-"""Figures a run leaves in ``figures/``: learning curves, confusion matrix, regression plots."""
+"""Figures a run leaves in ``figures/``: learning curves, confusion matrix, regression plots, weights."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["confusion_matrix_figure", "learning_curves", "lr_schedule_figure", "regression_figure",
-           "resolution_figure"]
+__all__ = ["confusion_matrix_figure", "learning_curves", "lr_finder_figures", "lr_schedule_figure", "regression_figure",
+           "resolution_figure", "weight_histogram", "weight_histograms_figure"]
 
 
 def _plt():
@@ -60,20 +60,107 @@ def learning_curves(metrics_csv: Path, out: Path) -> Path | None:
     return _save(fig, out)
 
 
-def lr_schedule_figure(history: list[tuple[int, float]], out: Path) -> Path | None:
-    """The learning rate used at every optimizer step (``(step, lr)`` pairs)."""
-    if not history:
+def _read_lr_log(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    with Path(path).open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    steps = np.array([float(r["step"]) for r in rows])
+    lrs = np.array([float(r["lr"]) for r in rows])
+    momentum = np.array([float(r["momentum"]) for r in rows]) if rows and "momentum" in rows[0] else None
+    return steps, lrs, momentum
+
+
+def lr_schedule_figure(source: Path | list[tuple[int, float]], out: Path) -> Path | None:
+    """The learning rate (and a cycled momentum) at every optimizer step.
+
+    Args:
+        source: the run's ``lr.csv`` (step, lr[, momentum]) or ``(step, lr)`` pairs.
+        out: the PNG to write.
+    """
+    if isinstance(source, (str, Path)):
+        if not Path(source).exists():
+            return None
+        steps, lrs, momentum = _read_lr_log(Path(source))
+    else:
+        steps = np.array([h[0] for h in source], dtype=float)
+        lrs, momentum = np.array([h[1] for h in source], dtype=float), None
+    if not len(steps):
         return None
-    steps = np.array([h[0] for h in history], dtype=float)
-    lrs = np.array([h[1] for h in history], dtype=float)
+    # a decay over decades (plateau, step, OneCycle's anneal) gets a second, logarithmic panel; the
+    # rise of a warm-up before the peak does not count
+    after_peak = lrs[int(np.argmax(lrs)):]
+    positive = after_peak[after_peak > 0]
+    decades = len(positive) > 0 and positive.max() / positive.min() > 30
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
-    ax.plot(steps, lrs, "-")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("learning rate")
-    ax.set_title("learning-rate schedule")
-    ax.grid(alpha=0.3)
+    fig, axes = plt.subplots(1, 2 if decades else 1, figsize=(11 if decades else 6, 3.6), squeeze=False)
+    for ax, log_scale in zip(axes[0], (False, True)):
+        ax.plot(steps, lrs, "-", color="tab:blue", lw=1.5)
+        if log_scale:
+            ax.set_yscale("log")
+        else:
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("learning rate", color="tab:blue" if momentum is not None and not log_scale else "black")
+        ax.set_title("learning rate per step" + (" (log scale)" if log_scale else ""))
+        ax.grid(alpha=0.3)
+    if momentum is not None:
+        twin = axes[0][0].twinx()
+        twin.plot(steps, momentum, "-", color="tab:orange", lw=1.0)
+        twin.set_ylabel("momentum", color="tab:orange")
     return _save(fig, out)
+
+
+def lr_finder_figures(lr: np.ndarray, loss: np.ndarray, smoothed: np.ndarray, scale: str,
+                      suggested_range: tuple[float, float] | None, suggested_lr: float | None,
+                      out_loss: Path, out_lr: Path) -> tuple[Path, Path]:
+    """The LR finder's loss against lr (suggested range shaded) and its lr against step.
+
+    Args:
+        lr, loss, smoothed: (N,) per scan step; non-finite values are left out.
+        scale: ``log`` draws the lr axis logarithmic.
+        suggested_range, suggested_lr: drawn when given.
+    """
+    plt = _plt()
+    lr, loss, smoothed = (np.asarray(a, float) for a in (lr, loss, smoothed))
+    finite = np.isfinite(loss)
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    if suggested_range is not None:
+        ax.axvspan(*suggested_range, color="tab:green", alpha=0.15,
+                   label=f"suggested range [{suggested_range[0]:.2g}, {suggested_range[1]:.2g}]")
+    ax.plot(lr[finite], loss[finite], "-", color="tab:blue", alpha=0.35, lw=1.0, label="loss")
+    ok = np.isfinite(smoothed)
+    ax.plot(lr[ok], smoothed[ok], "-", color="tab:blue", lw=2.0, label="smoothed loss")
+    if suggested_lr is not None:
+        ax.axvline(suggested_lr, color="tab:green", ls="--", lw=1.2, label=f"suggested lr {suggested_lr:.2g}")
+    if scale == "log":
+        ax.set_xscale("log")
+    else:
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
+    if finite.any():
+        # keep the divergence from squashing the interesting part: up to a bit above the start
+        shown = smoothed[ok] if ok.any() else loss[finite]
+        top = max(float(np.max(shown)), float(loss[finite][0]))
+        bottom = float(np.min(loss[finite]))
+        pad = 0.08 * (top - bottom if top > bottom else abs(top) or 1.0)
+        ax.set_ylim(bottom - pad, top + pad)
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    ax.set_title(f"LR finder: loss vs learning rate ({scale} scan, {len(lr)} steps)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    _save(fig, out_loss)
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    ax.plot(np.arange(len(lr)), lr, "-", color="tab:blue")
+    if scale == "log":
+        ax.set_yscale("log")
+    else:
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+    ax.set_xlabel("step of the scan")
+    ax.set_ylabel("learning rate")
+    ax.set_title("LR finder: learning rate per step")
+    ax.grid(alpha=0.3)
+    _save(fig, out_lr)
+    return out_loss, out_lr
 
 
 def confusion_matrix_figure(pred: np.ndarray, target: np.ndarray, out: Path, title: str = "") -> Path:
@@ -162,3 +249,72 @@ def resolution_figure(pred: np.ndarray, target: np.ndarray, out: Path, title: st
         ax.grid(alpha=0.3)
         ax.legend()
     return _save(fig, out)
+
+
+def weight_histogram(values: np.ndarray, bins: int = 40) -> tuple[np.ndarray, np.ndarray, int]:
+    """Histogram of a weight tensor's finite values, as ``numpy.histogram`` counts them.
+
+    Args:
+        values: any shape; flattened.
+        bins: number of equal-width bins between the smallest and largest finite value.
+
+    Returns:
+        ``(counts, edges, nonfinite)``: ``counts`` (bins,), ``edges`` (bins + 1,), and how many
+        values are NaN or inf (left out of the counts).
+    """
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    finite = np.isfinite(v)
+    counts, edges = np.histogram(v[finite], bins=bins)
+    return counts, edges, int(v.size - finite.sum())
+
+
+def weight_histograms_figure(weights: dict[str, np.ndarray], out: Path, title: str = "", max_panels: int = 24,
+                             bins: int = 40) -> Path | None:
+    """One histogram per weight tensor, titled with its name, shape, mean and std.
+
+    Weight tensors are those with two or more dims (dense and conv kernels); biases and other 1-D
+    parameters (normalization scales and shifts) are left out unless there is nothing else. Past
+    ``max_panels`` tensors, the largest are drawn, in the model's order.
+
+    Args:
+        weights: name → values, in the model's order (a ``state_dict`` as NumPy arrays).
+        out: the PNG to write.
+        title: first part of the figure title, e.g. ``"weights after epoch 5"``.
+    """
+    shown, head = _weight_panels(weights, max_panels)
+    if not shown:
+        return None
+    plt = _plt()
+    ncols = min(4, len(shown))
+    nrows = -(-len(shown) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 2.5 * nrows + 0.5), squeeze=False)
+    for ax, (name, values) in zip(axes.flat, shown.items()):
+        counts, edges, nonfinite = weight_histogram(values, bins)
+        v = np.asarray(values, dtype=np.float64)
+        v = v[np.isfinite(v)]
+        ax.stairs(counts, edges, fill=True, alpha=0.8)
+        shape = "×".join(str(n) for n in np.shape(values))
+        stats = f"({shape})  mean {v.mean():.3g}  std {v.std():.3g}" if v.size else f"({shape})"
+        if nonfinite:
+            stats += f"  {nonfinite} NaN/inf"
+        ax.set_title(f"{name}\n{stats}", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(shown):]:
+        ax.set_visible(False)
+    fig.suptitle(f"{title}: {head}" if title else head, fontsize=10)
+    return _save(fig, out)
+
+
+def _weight_panels(weights: dict[str, np.ndarray], max_panels: int) -> tuple[dict[str, np.ndarray], str]:
+    """The tensors to draw, in the model's order, and a title part that says what was left out."""
+    shown = {k: v for k, v in weights.items() if np.ndim(v) >= 2} or {k: v for k, v in weights.items() if np.size(v)}
+    total = len(shown)
+    if total > max_panels:
+        largest = set(sorted(shown, key=lambda k: np.size(shown[k]), reverse=True)[:max_panels])
+        shown = {k: v for k, v in shown.items() if k in largest}
+    what = "weight tensors" if any(np.ndim(v) >= 2 for v in shown.values()) else "parameters"
+    head = f"{len(shown)} of {total} {what} (the {max_panels} largest)" if total > len(shown) else f"{total} {what}"
+    if what == "weight tensors" and any(np.ndim(v) < 2 for v in weights.values()):
+        head += "; biases and other 1-D parameters not shown"
+    return shown, head

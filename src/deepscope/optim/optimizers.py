@@ -2,11 +2,18 @@
 
 Keras spellings of options are accepted once, here: ``learning_rate`` → ``lr``, ``epsilon`` →
 ``eps``, ``beta_1``/``beta_2`` → ``betas``.
+
+``train.auto_lr`` (DeepCalo) sets ``lr = c·√batch_size``. DeepCalo gives ``c = 2.5e-5`` for Nadam
+only; for the others ``c`` is that constant times the ratio of the optimizer's conventional default
+lr to Nadam's (:data:`CONVENTIONAL_LR`). A conventional default is where an optimizer is usually
+well behaved, so every optimizer gets the same fraction of its usual lr: at batch size 64, Nadam
+0.0002 (a tenth of its 0.002), Adam 0.0001 (a tenth of 0.001), SGD 0.001 (a tenth of 0.01).
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,7 +24,7 @@ from deepscope.config.common import Component
 from deepscope.errors import ConfigError
 from deepscope.registry import check_kwargs
 
-__all__ = ["make_optimizer"]
+__all__ = ["AUTO_LR_CONSTANTS", "CONVENTIONAL_LR", "auto_lr", "make_optimizer"]
 
 
 def sgd(params: Iterable[Any], lr: float = 0.01, **kw: Any) -> torch.optim.Optimizer:
@@ -76,6 +83,26 @@ _TORCH_CLASS = {
     "adadelta": torch.optim.Adadelta, "adamax": torch.optim.Adamax,
 }
 _KERAS_NAMES = {"learning_rate": "lr", "epsilon": "eps"}
+
+# Keras' default lr of each optimizer; RAdam (not in Keras): its paper's and PyTorch's 0.001; Yogi and
+# Padam: DeepCalo's defaults. These are the scales auto_lr carries DeepCalo's Nadam constant over with.
+CONVENTIONAL_LR: dict[str, float] = {
+    "nadam": 0.002, "adam": 0.001, "adamw": 0.001, "radam": 0.001, "adamax": 0.002, "rmsprop": 0.001,
+    "sgd": 0.01, "adagrad": 0.01, "adadelta": 1.0, "yogi": 0.01, "padam": 0.1,
+}
+NADAM_AUTO_LR = 2.5e-5  # DeepCalo: lr = 2.5e-5·sqrt(batch_size) for Nadam
+AUTO_LR_CONSTANTS: dict[str, float] = {
+    name: NADAM_AUTO_LR / CONVENTIONAL_LR["nadam"] * lr for name, lr in CONVENTIONAL_LR.items()}
+
+
+def auto_lr(spec: Component, batch_size: int, path: str = "train.optimizer") -> float:
+    """DeepCalo's automatic learning rate ``c·√batch_size`` for the optimizer named by ``spec``.
+
+    Args:
+        spec: the optimizer.
+        batch_size: the samples per optimizer step (the effective batch).
+    """
+    return AUTO_LR_CONSTANTS[OPTIMIZERS.canonical(spec.class_name, path)] * math.sqrt(batch_size)
 
 
 def _keras_kwargs(config: dict[str, Any]) -> dict[str, Any]:

@@ -11,9 +11,11 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-__all__ = ["AtomicCheckpointIO", "EpochCSVLogger", "InterruptCheckpoint", "LoaderProgress", "atomic_write_text"]
+__all__ = ["AtomicCheckpointIO", "EpochCSVLogger", "InterruptCheckpoint", "LRLog", "LoaderProgress",
+           "atomic_write_text"]
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -62,7 +64,14 @@ class InterruptCheckpoint(L.Callback):
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.global_step > 0:
-            trainer.save_checkpoint(self.path)
+            if isinstance(exception, KeyboardInterrupt) and trainer.world_size > 1:
+                # under DDP, Lightning stops every process at the same step on SIGTERM, but each one
+                # sees Ctrl-C where it happens to be: no barrier (Trainer.save_checkpoint waits in
+                # one); rank 0 writes its state, the others write nothing
+                checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+                trainer.strategy.save_checkpoint(checkpoint, self.path)
+            else:
+                trainer.save_checkpoint(self.path)
             self.saved_at = (trainer.current_epoch, trainer.global_step)
 
 
@@ -74,6 +83,63 @@ class LoaderProgress(L.Callback):
         loader = trainer.train_dataloader
         if hasattr(loader, "batch_done"):
             loader.batch_done()
+
+
+class LRLog(L.Callback):
+    """``lr.csv``: the lr (and the momentum, when the schedule cycles it) of every optimizer step.
+
+    Rows are appended after every epoch (and on an interruption), so the file survives one. When
+    training starts, rows at steps about to be trained again are dropped (all of them for a new run,
+    those from the resumed step on for a resume), so the file covers the run as it now stands from
+    step 0, across resumes. Only global rank 0 writes.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.rows: list[str] = []
+        self.momentum = False
+        self._last_step = -1
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        configs = trainer.lr_scheduler_configs
+        schedule = getattr(configs[0].scheduler, "schedule", None) if configs else None
+        self.momentum = getattr(schedule, "momentum", None) is not None
+        self.rows, self._last_step = [], -1
+        if not trainer.is_global_zero:
+            return
+        kept = []
+        if self.path.exists():
+            lines = self.path.read_text(encoding="utf-8").splitlines()[1:]
+            kept = [line for line in lines if line and int(line.split(",", 1)[0]) < trainer.global_step]
+        header = "step,lr,momentum" if self.momentum else "step,lr"
+        atomic_write_text(self.path, "\n".join([header, *kept]) + "\n")
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        step = trainer.global_step
+        if step == self._last_step:  # gradient accumulation: one row per optimizer step
+            return
+        self._last_step = step
+        group = trainer.optimizers[0].param_groups[0]
+        row = f"{step},{float(group['lr'])!r}"
+        if self.momentum:
+            row += f",{float(group['betas'][0] if 'betas' in group else group.get('momentum', 0.0))!r}"
+        self.rows.append(row)
+
+    def _flush(self, trainer: L.Trainer) -> None:
+        rows, self.rows = self.rows, []
+        if rows and trainer.is_global_zero:
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write("\n".join(rows) + "\n")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._flush(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._flush(trainer)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._flush(trainer)
 
 
 class EpochCSVLogger(Logger):
@@ -116,6 +182,7 @@ class EpochCSVLogger(Logger):
             if step is not None:
                 row["step"] = float(step)
 
+    @rank_zero_only  # every process has the same rows (the epoch values are gathered); one writes
     def save(self) -> None:
         if not self.rows:
             return

@@ -5,6 +5,7 @@ Also the entry points that work from a finished run folder: :func:`evaluate` and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -29,13 +30,19 @@ from deepscope.evaluation.predict import load_net_weights, predict_store, save_p
 from deepscope.losses import make_loss
 from deepscope.models.build import build_model
 from deepscope.models.summary import summarize
+from deepscope.optim.optimizers import auto_lr
 from deepscope.optim.schedules import ScheduleSpec
-from deepscope.training.callbacks import atomic_write_text
+from deepscope.training.callbacks import LRLog, atomic_write_text
+from deepscope.training.distributed import (DistributedSetup, StopTogether, device_problem, handed_down_run,
+                                             handing_down, process_count)
+from deepscope.training.lr_finder import find_lr, load_choice
+from deepscope.training.performance import (check_environment, compile_net, convert_channels_last,
+                                            set_deterministic_env, training_device, use_channels_last)
 from deepscope.training.pretrained import freeze_pretrained, load_pretrained
 from deepscope.training.run import RunDir, open_run, write_config
 from deepscope.training.system import SupervisedSystem
 from deepscope.training.task import Task
-from deepscope.training.trainer import build_trainer, quiet_lightning, shows_progress_bar
+from deepscope.training.trainer import build_trainer, monitor_mode, quiet_lightning, shows_progress_bar
 
 __all__ = ["Experiment", "Interrupted", "RunResult", "evaluate", "predict", "train"]
 
@@ -57,16 +64,23 @@ class RunResult:
     checkpoint: Path | None = None
     epochs: int = 0
     resumed: bool = False
+    global_rank: int = 0  # under DDP, only rank 0's result has the metrics and the checkpoint
 
 
 def _task(cfg: ExperimentConfig, spec: InputSpec, standardizer: Standardizer) -> Task:
     return Task(cfg.train.loss.class_name, spec, list(cfg.train.metrics), standardizer.target_stats)
 
 
-def _loader(prepared: PreparedData, split: str, cfg: ExperimentConfig, shuffle: bool) -> BatchLoader:
+def _loader(prepared: PreparedData, split: str, cfg: ExperimentConfig, shuffle: bool,
+            processes: int = 1) -> BatchLoader:
+    """A loader of one split; with several ``processes`` (DDP) it has the length of each one's share
+    (:class:`DistributedSetup` tells it which share is this process's)."""
     store, per_batch = prepared.training_store(split)
     dataset = BatchDataset(store, prepared.indices[split], per_batch)
-    sampler = BatchIndexSampler(len(dataset), cfg.train.batch_size, shuffle=shuffle, seed=cfg.seed)
+    # validation is padded, not cut, when the last global batch is smaller than the processes: every
+    # sample is scored (BatchIndexSampler)
+    sampler = BatchIndexSampler(len(dataset), cfg.train.batch_size, shuffle=shuffle, seed=cfg.seed,
+                                num_replicas=processes, pad=not shuffle)
     return BatchLoader(dataset, sampler, num_workers=cfg.data.num_workers,
                        pin_memory=torch.cuda.is_available() and cfg.train.accelerator != "cpu")
 
@@ -108,13 +122,22 @@ class Experiment:
     def train(self, new_version: bool = False) -> RunResult:
         """Train (or resume) and fill the run folder.
 
+        Under DDP every process runs this; global rank 0 alone writes the run folder and returns the
+        final metrics, the others return a result without them (docs/distributed.md).
+
         Raises:
             ConfigError, DataError: before anything is written.
             TrainingDiverged: NaN/inf loss; the last good checkpoint is kept.
             Interrupted: Ctrl-C / SIGTERM; ``last.ckpt`` was saved first.
         """
         cfg = self.cfg
-        run, resume = open_run(cfg, new_version)
+        check_environment(cfg)  # e.g. 16-mixed precision on a CPU, log.mlflow without mlflow
+        if (problem := device_problem(cfg.train)) is not None:
+            raise ConfigError(problem)
+        set_deterministic_env(cfg.train.deterministic)  # before anything can start CUDA
+        # a process Lightning's ddp strategy started for rank 0 trains in rank 0's folder, decided there
+        handed = handed_down_run()
+        run, resume = (RunDir(handed[0]), handed[1]) if handed is not None else open_run(cfg, new_version)
         resume_epoch, finished = _resume_state(run.last, cfg) if resume else (None, None)
         prepared = prepare_data(cfg, self.data)
         spec = prepared.spec
@@ -129,33 +152,50 @@ class Experiment:
             lines = freeze_pretrained(net, pretrained) if resume else load_pretrained(net, pretrained, spec)
             for line in lines:
                 log.info(line)
+        channels_last = use_channels_last(cfg.train.channels_last, training_device(cfg.train), net)
+        if channels_last:
+            convert_channels_last(net)
         task = _task(cfg, spec, prepared.standardizer)
         loss = make_loss(cfg.train.loss)
-        train_loader = _loader(prepared, "train", cfg, shuffle=True)
+        processes = process_count(cfg.train)
+        train_loader = _loader(prepared, "train", cfg, shuffle=True, processes=processes)
+        val_loader = _loader(prepared, "val", cfg, shuffle=False, processes=processes) \
+            if "val" in prepared.indices else None
         system = SupervisedSystem(net, loss, task, cfg.train.optimizer, cfg.train.lr,
-                                  epoch_lines=not shows_progress_bar(cfg), schedule=_schedule(cfg, len(train_loader)))
+                                  epoch_lines=not shows_progress_bar(cfg), schedule=_schedule(cfg, len(train_loader)),
+                                  channels_last=channels_last)
         summary = summarize(net, spec)
         system.configure_optimizers()  # optimizer options are checked before anything is written
 
-        write_config(cfg, run)
-        atomic_write_text(run.summary, summary)
-        if cfg.log.figures:
-            architecture_figure(net, spec, run.figures / "architecture.png")
-        atomic_write_text(run.input_spec, spec.to_json())
-        prepared.standardizer.save(run.standardization)
-        sizes = prepared.sizes()
-        log.info(f"run folder {run.path} ({'resuming after epoch ' + str(resume_epoch) if resume else 'new run'}); "
-                 f"samples: " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
-
-        trainer, interrupt = build_trainer(cfg, run, resume_epoch)
         loaders = {"train_dataloaders": train_loader}
-        if "val" in prepared.indices:
-            loaders["val_dataloaders"] = _loader(prepared, "val", cfg, shuffle=False)
+        if val_loader is not None:
+            loaders["val_dataloaders"] = val_loader
+        distributed = DistributedSetup(run, resume, list(loaders.values()))
+        callbacks = [LRLog(run.lr_log), distributed, StopTogether()]
+        trainer, interrupt = build_trainer(cfg, run, resume_epoch, extra_callbacks=callbacks)
+        writer = trainer.global_rank == 0  # under DDP only global rank 0 writes the run folder
+        if writer:
+            write_config(cfg, run)
+            atomic_write_text(run.summary, summary)
+            if cfg.log.figures:
+                architecture_figure(net, spec, run.figures / "architecture.png")
+            atomic_write_text(run.input_spec, spec.to_json())
+            prepared.standardizer.save(run.standardization)
+            sizes = prepared.sizes()
+            log.info(f"run folder {run.path} ({'resuming after epoch ' + str(resume_epoch) if resume else 'new run'}"
+                     f"{_processes_note(trainer)}); samples: " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
+
+        compile_net(net, cfg.train.compile)  # after the summary and the figure, which hook into the layers
+        if not finished:
+            self._set_learning_rate(system, run, resume, prepared, len(train_loader), trainer.world_size,
+                                    trainer.global_rank)
         try:
             if finished:
-                log.info(f"nothing to train in {run.path}: {finished}")
+                if writer:
+                    log.info(f"nothing to train in {run.path}: {finished}")
             else:
-                trainer.fit(system, **loaders, ckpt_path=str(run.last) if resume else None, weights_only=True)
+                with handing_down(run.path, resume) if trainer.world_size > 1 else contextlib.nullcontext():
+                    trainer.fit(system, **loaders, ckpt_path=str(run.last) if resume else None, weights_only=True)
         except TrainingDiverged as exc:
             kept = f"; the last good checkpoint is {run.last}" if run.last.exists() else "; no checkpoint was written"
             raise TrainingDiverged(str(exc) + kept) from None
@@ -167,19 +207,58 @@ class Experiment:
             raise Interrupted("interrupted before the first step; nothing was saved") from exc
         if trainer.interrupted:
             raise Interrupted(f"interrupted; progress is in {run.last}")
+        epochs = int((resume_epoch if finished else trainer.current_epoch) or 0)
+        if not writer:  # rank 0 predicts, draws and writes the final metrics
+            return RunResult(run.path, {}, None, epochs, resume, trainer.global_rank)
         stopper = trainer.early_stopping_callback
         if stopper is not None and stopper.stopped_epoch > 0:
             log.info(f"early stopping: {stopper.monitor} did not improve by more than {abs(stopper.min_delta)} for "
                      f"{stopper.patience} epochs; stopped after epoch {stopper.stopped_epoch + 1}")
 
         weights = run.weights_for_evaluation(cfg.train.restore_best_weights)
+        net.float()  # train.precision '64' trained it in float64; evaluate and predict use float32 too
         load_net_weights(net, weights)
-        metrics = self._finish(run, net, task, prepared, loss, system.lr_history)
-        epochs = resume_epoch if finished else int(trainer.current_epoch)
-        return RunResult(run.path, metrics, weights, int(epochs or 0), resume)
+        metrics = self._finish(run, net, task, prepared, loss)
+        return RunResult(run.path, metrics, weights, epochs, resume)
+
+    def _set_learning_rate(self, system: SupervisedSystem, run: RunDir, resume: bool, prepared: PreparedData,
+                           train_batches: int, world_size: int, rank: int = 0) -> None:
+        """The lr (or the schedule's range) the run trains with: configured, found or automatic.
+
+        ``train.lr_finder`` scans before a new run, in global rank 0 before the other processes start
+        (a resumed run, and those processes, read the choice made then); ``train.auto_lr`` is DeepCalo's
+        ``c·sqrt(batch)`` with the effective batch size.
+        """
+        cfg = self.cfg
+        t = cfg.train
+        lr = t.lr
+        lr_range = tuple(t.lr_schedule.range) if t.lr_schedule is not None else None
+        if t.lr_finder.use:
+            if resume or rank != 0:
+                choice = load_choice(run, cfg)
+            else:
+                try:
+                    choice = find_lr(system, _loader(prepared, "train", cfg, shuffle=True), cfg, run)
+                except SystemExit as exc:  # Ctrl-C / SIGTERM in the scan: nothing trained yet
+                    raise Interrupted("interrupted during the learning-rate finder; nothing was trained. Run the "
+                                      "same command again to start over") from exc
+            lr_range = choice.range or lr_range
+            lr = choice.lr if choice.lr is not None else lr
+        if t.auto_lr:
+            batch = t.batch_size * t.accumulate_grad_batches * world_size
+            value = auto_lr(t.optimizer, batch)
+            if lr_range is not None:
+                lr_range = (value / math.sqrt(3), value * math.sqrt(3))
+                log.info(f"auto_lr: lr range [{lr_range[0]:.3g}, {lr_range[1]:.3g}] (lr {value:.3g} for "
+                         f"{t.optimizer.class_name} with effective batch {batch}, divided and multiplied by sqrt(3))")
+            else:
+                lr = value
+                log.info(f"auto_lr: lr {value:.3g} for {t.optimizer.class_name} with effective batch {batch}")
+        system.lr = lr
+        system.schedule = _schedule(cfg, train_batches, lr_range)
 
     def _finish(self, run: RunDir, net: torch.nn.Module, task: Task, prepared: PreparedData,
-                loss: Any, lr_history: list[tuple[int, float]] | None = None) -> dict[str, dict[str, float]]:
+                loss: Any) -> dict[str, dict[str, float]]:
         cfg = self.cfg
         metrics: dict[str, dict[str, float]] = {}
         device = "cuda" if torch.cuda.is_available() and cfg.train.accelerator != "cpu" else "cpu"
@@ -195,20 +274,39 @@ class Experiment:
                 _split_figures(task, result, run.figures, split)
         if cfg.log.figures:
             plots.learning_curves(run.metrics, run.figures / "learning_curves.png")
-            if lr_history:
-                plots.lr_schedule_figure(lr_history, run.figures / "lr_schedule.png")
+            if cfg.train.lr_schedule is not None or cfg.train.warmup is not None:
+                plots.lr_schedule_figure(run.lr_log, run.figures / "lr_schedule.png")
         atomic_write_text(run.path / "final_metrics.json", json.dumps(metrics, indent=2))
         return metrics
 
 
-def _schedule(cfg: ExperimentConfig, train_batches: int) -> ScheduleSpec | None:
-    """The lr schedule's spec: steps per epoch = training batches // accumulate_grad_batches."""
-    sch = cfg.train.lr_schedule
-    if sch is None:
+def _processes_note(trainer: L.Trainer) -> str:
+    if trainer.world_size < 2:
+        return ""
+    return f"; {trainer.world_size} processes on {trainer.num_nodes} node{'s' if trainer.num_nodes > 1 else ''}"
+
+
+def _schedule(cfg: ExperimentConfig, train_batches: int,
+              lr_range: tuple[float, float] | None = None) -> ScheduleSpec | None:
+    """The lr schedule's spec (with the warm-up), with the optimizer steps per epoch.
+
+    Lightning also steps after the last batch of an epoch when fewer than accumulate_grad_batches
+    are left, so an epoch has ceil(training batches / accumulate_grad_batches) steps.
+
+    ``lr_range`` replaces ``lr_schedule.range`` (the LR finder's or auto_lr's choice). ``None`` when
+    there is neither a schedule nor a warm-up.
+    """
+    sch, warm = cfg.train.lr_schedule, cfg.train.warmup
+    if sch is None and warm is None:
         return None
-    steps = max(1, train_batches // cfg.train.accumulate_grad_batches)
-    return ScheduleSpec(sch.name, float(sch.range[0]), float(sch.range[1]), float(sch.step_size_factor),
-                        dict(sch.kwargs), steps, cfg.train.epochs)
+    steps = max(1, math.ceil(train_batches / cfg.train.accumulate_grad_batches))
+    warmup_steps = 0 if warm is None else warm.steps or max(1, round(warm.epochs * steps))
+    lo, hi = lr_range or (sch.range if sch is not None else (0.0, 0.0))
+    return ScheduleSpec(sch.name if sch is not None else None, float(lo), float(hi),
+                        float(sch.step_size_factor) if sch is not None else 1.0,
+                        dict(sch.kwargs) if sch is not None else {}, steps, cfg.train.epochs,
+                        warmup_steps=warmup_steps, warmup_start_factor=warm.start_factor if warm is not None else 0.0,
+                        monitor=cfg.train.monitor, mode=monitor_mode(cfg.train.monitor))
 
 
 def _split_figures(task: Task, result: dict[str, np.ndarray], figures: Path, split: str) -> None:

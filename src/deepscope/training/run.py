@@ -1,13 +1,18 @@
 """Run folders: ``<log.dir>/<name>/``, resume-by-name, config diffs, versions.
 
 A run folder holds the resolved ``config.yaml``, ``checkpoints/`` (best and last), ``metrics.csv``,
-``tensorboard/``, ``figures/``, ``predictions/``, ``model_summary.txt``, ``input_spec.json`` and
-``standardization.npz``. Re-running the same name resumes from ``last.ckpt`` when the config is the
-same but for ``train.epochs``; otherwise it refuses with a diff unless a new version is asked for.
+``lr.csv`` (the lr of every optimizer step), ``tensorboard/``, ``figures/``, ``predictions/``,
+``model_summary.txt``, ``input_spec.json``, ``standardization.npz`` and, with ``train.lr_finder``,
+``lr_finder/``, and with ``log.weight_snapshots``, ``weights/``. Re-running the same name resumes
+from ``last.ckpt`` when the config is the same but for ``train.epochs``; otherwise it refuses with a
+diff unless a new version is asked for.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,8 +58,20 @@ class RunDir:
         return self.path / "figures"
 
     @property
+    def lr_log(self) -> Path:
+        return self.path / "lr.csv"
+
+    @property
+    def lr_finder(self) -> Path:
+        return self.path / "lr_finder"
+
+    @property
     def predictions(self) -> Path:
         return self.path / "predictions"
+
+    @property
+    def weight_snapshots(self) -> Path:
+        return self.path / "weights"
 
     @property
     def standardization(self) -> Path:
@@ -153,8 +170,23 @@ def run_config(cfg: Any, run: RunDir) -> dict[str, Any]:
 
 
 def write_config(cfg: Any, run: RunDir) -> None:
-    """Create the folder (if needed) and write the resolved ``config.yaml`` atomically."""
+    """Create the folder (if needed) and write the resolved ``config.yaml`` atomically.
+
+    A new folder is filled beside its final place and renamed into it, so another process looking
+    at the same name (another rank started by ``srun``) sees no folder or a run folder, never an
+    empty one it would take for someone else's.
+    """
     from deepscope.training.callbacks import atomic_write_text
 
-    run.path.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run.config, dump_yaml(run_config(cfg, run)))
+    text = dump_yaml(run_config(cfg, run))
+    if not run.path.exists():
+        run.path.parent.mkdir(parents=True, exist_ok=True)
+        staging = run.path.parent / f".{run.path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        staging.mkdir()  # not tempfile.mkdtemp: its folders are private (0700)
+        (staging / run.config.name).write_text(text, encoding="utf-8")
+        try:
+            staging.rename(run.path)
+            return
+        except OSError:  # created meanwhile
+            shutil.rmtree(staging, ignore_errors=True)
+    atomic_write_text(run.config, text)

@@ -22,7 +22,9 @@ from deepscope.config.common import Component
 from deepscope.errors import TrainingDiverged
 from deepscope.models.regularization import apply_constraints, has_layer_reg, regularization_penalty
 from deepscope.optim.optimizers import make_optimizer
-from deepscope.optim.schedules import ScheduleSpec, make_scheduler
+from deepscope.optim.schedules import ScheduleLR, ScheduleSpec, make_scheduler
+from deepscope.training.distributed import gather_outputs, global_batch_loss
+from deepscope.training.performance import images_channels_last
 from deepscope.training.task import Task
 
 __all__ = ["SupervisedSystem", "model_inputs"]
@@ -48,11 +50,13 @@ class SupervisedSystem(L.LightningModule):
         lr: learning rate overriding the optimizer's default.
         epoch_lines: log one summary line per epoch (when no progress bar is shown).
         schedule: the learning-rate schedule (stepped every optimizer step), or ``None``.
+        channels_last: give the net its 4D/5D images in channels-last memory format (its conv
+            weights should be stored so too: ``performance.convert_channels_last``).
     """
 
     def __init__(self, net: nn.Module, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], task: Task,
                  optimizer: Component, lr: float | None = None, epoch_lines: bool = False,
-                 schedule: ScheduleSpec | None = None) -> None:
+                 schedule: ScheduleSpec | None = None, channels_last: bool = False) -> None:
         super().__init__()
         self.net, self.loss_fn, self.task = net, loss, task
         self.optimizer_spec, self.lr, self.epoch_lines = optimizer, lr, epoch_lines
@@ -60,11 +64,15 @@ class SupervisedSystem(L.LightningModule):
         self._layer_reg = has_layer_reg(net)  # walking the modules every step costs ~0.5 ms
         self._epoch_start = time.perf_counter()
         self.schedule = schedule
+        self.channels_last = channels_last
         self.lr_history: list[tuple[int, float]] = []  # (global step, lr used) of every training step
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
         """Outputs shaped like the targets (multiplied by ``multiply_output_with`` when present)."""
-        return self.task.shape_output(self.net(**model_inputs(batch)), batch.get("multiply_output_with"))
+        inputs = model_inputs(batch)
+        if self.channels_last:
+            inputs = images_channels_last(inputs)
+        return self.task.shape_output(self.net(**inputs), batch.get("multiply_output_with"))
 
     # --- steps -------------------------------------------------------------------------------------
 
@@ -73,25 +81,40 @@ class SupervisedSystem(L.LightningModule):
         target = batch["targets"]
         per_sample = self.loss_fn(out, target)
         weights = batch.get("sample_weights")
-        if weights is None:
+        shown = None  # under DDP: the global batch's loss (``loss`` is this process's share of it)
+        if stage == "train" and self._world_size > 1:
+            loss, shown = global_batch_loss(per_sample, weights, self._world_size)
+            # a NaN or inf on any process reaches every process's loss (0·x is 0 for a finite x), so all
+            # stop at the same step instead of the others waiting in the gradient all-reduce
+            loss = loss + 0.0 * shown
+        elif weights is None:
             loss = per_sample.mean()
         else:
             loss = (per_sample * weights).sum() / weights.sum().clamp_min(1e-12)
         if stage == "train" and self._layer_reg:
             # layer_reg: kernel/bias penalties and this forward's activity penalties (Keras semantics);
             # the epoch losses in metrics.csv stay the data loss, comparable across settings
-            loss = loss + regularization_penalty(self.net)
+            penalty = regularization_penalty(self.net)
+            loss = loss + penalty
+            shown = None if shown is None else shown + penalty
         bs = int(target.shape[0])
         if stage == "train" and self._step_loss_is_read():
-            self.log("train_loss_step", loss, on_step=True, on_epoch=False, batch_size=bs, prog_bar=True)
+            self.log("train_loss_step", loss if shown is None else shown, on_step=True, on_epoch=False,
+                     batch_size=bs, prog_bar=True)
             if self.schedule is not None:
                 self.log("lr_step", self._current_lr(), on_step=True, on_epoch=False, batch_size=bs)
         self._outputs.setdefault(stage, []).append((
             out.detach().float().cpu().numpy(), target.detach().cpu().numpy(),
             per_sample.detach().float().cpu().numpy(),
             None if weights is None else weights.detach().cpu().numpy(),
+            None if "index" not in batch else batch["index"].detach().cpu().numpy(),  # de-duplicates DDP padding
         ))
         return loss
+
+    @property
+    def _world_size(self) -> int:
+        """Training processes (DDP); 1 outside a trainer."""
+        return self._trainer.world_size if self._trainer is not None else 1
 
     def _step_loss_is_read(self) -> bool:
         """Whether anything reads this step's ``train_loss_step``.
@@ -139,6 +162,20 @@ class SupervisedSystem(L.LightningModule):
 
     def _epoch_end(self, stage: str) -> dict[str, float]:
         chunks = self._outputs.pop(stage, [])
+        if self._world_size > 1:
+            # the metrics of the whole split, from every process's outputs, and the same values logged
+            # on every process: checkpoints and early stopping decide alike everywhere
+            gathered = gather_outputs(chunks, self._world_size)
+            values = self.trainer.strategy.broadcast(None if gathered is None else self._score(gathered), src=0)
+        else:
+            values = self._score(chunks)
+        for name, value in values.items():
+            self.log(f"{stage}_{name}", value, on_epoch=True, prog_bar=name == "loss" or stage == "val",
+                     sync_dist=False)
+        return values
+
+    def _score(self, chunks: list[tuple[np.ndarray, ...]]) -> dict[str, float]:
+        """Loss and metrics of a stage from its per-batch outputs."""
         if not chunks:
             return {}
         out = np.concatenate([c[0] for c in chunks])
@@ -148,9 +185,6 @@ class SupervisedSystem(L.LightningModule):
         values = {"loss": float(np.average(per_sample, weights=weights))}
         preds = self.task.predictions(out)
         values.update(self.task.score(preds, self.task.targets_in_data_units(target), weights))
-        for name, value in values.items():
-            self.log(f"{stage}_{name}", value, on_epoch=True, prog_bar=name == "loss" or stage == "val",
-                     sync_dist=False)
         return values
 
     def on_train_epoch_start(self) -> None:
@@ -164,15 +198,34 @@ class SupervisedSystem(L.LightningModule):
         self._epoch_end("test")
 
     def on_train_epoch_end(self) -> None:
-        self._epoch_end("train")
+        train_values = self._epoch_end("train")
         seconds = time.perf_counter() - self._epoch_start
         self.log("lr", self.optimizers().param_groups[0]["lr"], on_epoch=True)
         self.log("epoch_time", seconds, on_epoch=True)
-        if self.epoch_lines:
+        self._watch_monitor(train_values)
+        if self.epoch_lines and self.trainer.is_global_zero:
             metrics = self.trainer.callback_metrics
             shown = "  ".join(f"{k} {float(v):.4g}" for k, v in sorted(metrics.items())
                               if k.startswith(("train_", "val_")) and not k.endswith("_step"))
             log.info(f"epoch {self.current_epoch + 1}/{self.trainer.max_epochs}  {shown}  ({seconds:.1f} s)")
+
+    def _watch_monitor(self, train_values: dict[str, float]) -> None:
+        """Give a schedule that watches ``train.monitor`` (plateau) this epoch's value.
+
+        Runs after validation and before the checkpoint callbacks, so last.ckpt holds the updated state.
+        """
+        scheduler = self.lr_schedulers() if self.schedule is not None else None
+        if not isinstance(scheduler, ScheduleLR) or not scheduler.schedule.monitored:
+            return
+        monitor = self.schedule.monitor
+        if monitor.startswith("train_"):
+            value = train_values.get(monitor.removeprefix("train_"))
+        else:
+            value = self.trainer.callback_metrics.get(monitor)
+        if value is None:  # no validation this epoch (a run cut short by train.max_steps)
+            return
+        # every process must take the same decision: rank 0's value
+        scheduler.epoch_end(float(self.trainer.strategy.broadcast(float(value), src=0)))
 
     # --- optimizer --------------------------------------------------------------------------------------
 

@@ -8,12 +8,16 @@ import warnings
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from deepscope.config.schema import ExperimentConfig
 from deepscope.training.callbacks import AtomicCheckpointIO, EpochCSVLogger, InterruptCheckpoint, LoaderProgress
+from deepscope.training.distributed import process_count
+from deepscope.training.mlflow_logger import mlflow_logging
 from deepscope.training.run import RunDir
+from deepscope.training.snapshots import WeightSnapshots
 from deepscope.training.task import MAXIMIZED_METRICS
 
 __all__ = ["build_trainer", "monitor_mode", "quiet_lightning", "shows_progress_bar"]
@@ -30,6 +34,22 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
     # a run cut short by train.max_steps can end before its first validation
     warnings.filterwarnings("ignore", message=".*could not find the monitored key in the returned metrics.*")
+    # under DDP the epoch values are computed from every process's outputs and logged alike everywhere
+    # (SupervisedSystem._epoch_end); Lightning's advice to sync them does not apply
+    warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed setting.*")
+
+
+def _accelerator(t: Any) -> str:
+    if t.accelerator == "cuda" or (t.accelerator == "auto" and isinstance(t.devices, list)):
+        return "gpu"  # a list of device indices names GPUs
+    return t.accelerator
+
+
+def _sync_batchnorm(t: Any) -> bool:
+    """train.sync_batchnorm where it can work: several processes on GPUs (torch's SyncBatchNorm needs them)."""
+    # on CPUs each process normalizes with its own batch's statistics (docs/distributed.md)
+    return t.sync_batchnorm and process_count(t) > 1 and (
+        _accelerator(t) == "gpu" or (t.accelerator == "auto" and torch.cuda.is_available()))
 
 
 def monitor_mode(monitor: str) -> str:
@@ -72,12 +92,24 @@ def build_trainer(cfg: ExperimentConfig, run: RunDir, resume_epoch: int | None,
     if cfg.log.tensorboard:
         loggers.append(TensorBoardLogger(save_dir=str(run.path), name="tensorboard", version="",
                                          default_hp_metric=False))
+    if cfg.log.mlflow is not None:
+        mlflow, mlflow_info = mlflow_logging(cfg, run)
+        loggers.append(mlflow)
+        callbacks.append(mlflow_info)
+    snapshots = cfg.log.weight_snapshots
+    if snapshots is not None:
+        drawn = snapshots.figures and cfg.log.figures
+        callbacks.append(WeightSnapshots(run.weight_snapshots, run.figures / "weights" if drawn else None,
+                                         snapshots.every_n_epochs))
     trainer = L.Trainer(
         default_root_dir=str(run.path),
         max_epochs=t.epochs,
         max_steps=t.max_steps or -1,
-        accelerator=t.accelerator if t.accelerator != "cuda" else "gpu",
+        accelerator=_accelerator(t),
         devices=1 if t.devices == "auto" else t.devices,  # 'auto' would take every visible GPU
+        strategy=t.strategy,
+        num_nodes=t.num_nodes,
+        sync_batchnorm=_sync_batchnorm(t),
         precision=t.precision,
         gradient_clip_val=t.gradient_clip_val,
         accumulate_grad_batches=t.accumulate_grad_batches,
