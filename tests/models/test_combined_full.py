@@ -278,3 +278,28 @@ def test_stride_and_kernel_lists_must_match_the_image_dims():
         build_combined(spec3, _params(network_in_network={"use": True, "strides": [1, 1]}))
     with pytest.raises(ConfigError, match=r"model.cnn.rest_kernel_size: kernel/stride \[3, 3\] has 2 entries for 3D"):
         build_combined(spec3, _params(cnn={"block_depths": [1, 1], "rest_kernel_size": [3, 3]}))
+
+
+def test_training_forward_traces_without_graph_breaks():
+    """torch.compile sees the whole training forward as one graph (a module walk in forward once made it
+    fall back to eager for the whole net; bench/README.md, GPU throughput)."""
+    torch.manual_seed(0)
+    spec, p = _everything(2)
+    p = p.model_copy(update={name: getattr(p, name).model_copy(update={"layer_reg": {}})
+                             for name in ("cnn", "scalar_net", "FiLM_gen", "gate_net", "network_in_network", "top")})
+    net = build_model(p, spec, "mse").train()
+    explanation = torch._dynamo.explain(net)(**_inputs(spec, b=4))
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+
+
+def test_activity_penalty_belongs_to_the_last_training_forward():
+    spec, p = _everything(2)
+    net = build_model(p, spec, "mse").train()
+    inputs = _inputs(spec, b=4)
+    torch.manual_seed(1)  # the same dropout masks for the forwards that are compared
+    net(**inputs)
+    first = float(regularization_penalty(net).detach())
+    net(**inputs)
+    torch.manual_seed(1)
+    net(**inputs)  # two forwards without reading: only the last one's activity penalties count
+    torch.testing.assert_close(float(regularization_penalty(net).detach()), first, rtol=1e-4, atol=1e-6)

@@ -162,9 +162,12 @@ class DropBlock(nn.Module):
 
     def gamma(self, size: Sequence[int]) -> float:
         """Seed probability for feature maps of spatial ``size``."""
-        blocks = [min(self.block_size, s) for s in size]
-        ratio = math.prod(size) / math.prod(s - b + 1 for s, b in zip(size, blocks))
-        return (1.0 - self.keep_prob) / math.prod(blocks) * ratio
+        # plain products, not math.prod over a generator, so torch.compile traces through this
+        cells = valid = block = 1
+        for s in size:
+            b = min(self.block_size, s)
+            cells, valid, block = cells * s, valid * (s - b + 1), block * b
+        return (1.0 - self.keep_prob) / block * cells / valid
 
     def drop_mask(self, shape: Sequence[int], device: torch.device | None = None,
                   dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -27,7 +27,7 @@ from deepscope.config.common import Component
 from deepscope.models.layers import WEIGHTED_LAYERS
 from deepscope.registry import check_kwargs
 
-__all__ = ["LayerReg", "apply_constraints", "attach_layer_reg", "clear_activity", "has_layer_reg", "l1", "l1_l2", "l2", "layer_reg_of",
+__all__ = ["LayerReg", "activity_recorders", "apply_constraints", "attach_layer_reg", "clear_activity", "has_layer_reg", "l1", "l1_l2", "l2", "layer_reg_of",
            "make_constraint", "make_regularizer", "max_norm", "min_max_norm", "non_neg", "regularization_penalty",
            "unit_norm"]
 
@@ -253,7 +253,18 @@ def _component(value: Any) -> Component | None:
 
 
 def _tagged(net: nn.Module) -> list[tuple[nn.Module, LayerReg]]:
-    return [(m, tag) for m in net.modules() if (tag := getattr(m, _TAG, None)) is not None]
+    tagged = []
+    for m in net.modules():
+        tag = getattr(m, _TAG, None)
+        if tag is not None:
+            tagged.append((m, tag))
+    return tagged
+
+
+def activity_recorders(net: nn.Module) -> list[_ActivityRecorder]:
+    """The activity-penalty recorders of ``net``'s tagged layers (found once, so that a forward pass
+    clears them without walking the modules: the walk costs time every step and breaks torch.compile's graph)."""
+    return [tag.activity for _, tag in _tagged(net) if tag.activity is not None]
 
 
 def has_layer_reg(net: nn.Module) -> bool:

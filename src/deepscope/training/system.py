@@ -60,7 +60,7 @@ class SupervisedSystem(L.LightningModule):
         super().__init__()
         self.net, self.loss_fn, self.task = net, loss, task
         self.optimizer_spec, self.lr, self.epoch_lines = optimizer, lr, epoch_lines
-        self._outputs: dict[str, list[tuple[np.ndarray, ...]]] = {}
+        self._outputs: dict[str, list[tuple[torch.Tensor | None, ...]]] = {}
         self._layer_reg = has_layer_reg(net)  # walking the modules every step costs ~0.5 ms
         self._epoch_start = time.perf_counter()
         self.schedule = schedule
@@ -103,11 +103,12 @@ class SupervisedSystem(L.LightningModule):
                      batch_size=bs, prog_bar=True)
             if self.schedule is not None:
                 self.log("lr_step", self._current_lr(), on_step=True, on_epoch=False, batch_size=bs)
+        # kept on the device until the epoch ends: a copy to the host here would wait for the GPU every
+        # step and keep the CPU from queueing the next step's work (bench/README.md, GPU throughput)
         self._outputs.setdefault(stage, []).append((
-            out.detach().float().cpu().numpy(), target.detach().cpu().numpy(),
-            per_sample.detach().float().cpu().numpy(),
-            None if weights is None else weights.detach().cpu().numpy(),
-            None if "index" not in batch else batch["index"].detach().cpu().numpy(),  # de-duplicates DDP padding
+            out.detach().float(), target.detach(), per_sample.detach().float(),
+            None if weights is None else weights.detach(),
+            None if "index" not in batch else batch["index"].detach(),  # de-duplicates DDP padding
         ))
         return loss
 
@@ -161,7 +162,7 @@ class SupervisedSystem(L.LightningModule):
     # --- epoch ends ----------------------------------------------------------------------------------
 
     def _epoch_end(self, stage: str) -> dict[str, float]:
-        chunks = self._outputs.pop(stage, [])
+        chunks = _to_numpy(self._outputs.pop(stage, []))
         if self._world_size > 1:
             # the metrics of the whole split, from every process's outputs, and the same values logged
             # on every process: checkpoints and early stopping decide alike everywhere
@@ -241,3 +242,14 @@ class SupervisedSystem(L.LightningModule):
         checkpoint["deepscope"] = {"input_spec": self.task.spec.to_json(), "format": 1}
 
 
+def _to_numpy(chunks: list[tuple[torch.Tensor | None, ...]]) -> list[tuple[np.ndarray | None, ...]]:
+    """Per-batch device tensors -> one host array per field (a single copy per field and epoch)."""
+    if not chunks:
+        return []
+    fields = []
+    for column in zip(*chunks):
+        if column[0] is None:
+            fields.append(None)
+        else:
+            fields.append(torch.cat(list(column)).cpu().numpy())
+    return [tuple(fields)]

@@ -23,7 +23,7 @@ from deepscope.errors import ConfigError, DataError
 from deepscope.models.blocks import DeepSets, DenseStack, FiLMGenerator, GateNet, NetworkInNetwork, merge_gate
 from deepscope.models.layers import EnergyUpsample, as_tuple, initialize, make_activation, upsampling_factors
 from deepscope.models.nets.cnn import CNN, downsampling_factors
-from deepscope.models.regularization import attach_layer_reg, clear_activity
+from deepscope.models.regularization import activity_recorders, attach_layer_reg
 
 __all__ = ["CNN", "GATE_PREFIX", "CombinedNet", "Top", "build_combined", "downsampling_factors", "split_gate_images"]
 
@@ -74,13 +74,15 @@ class CombinedNet(nn.Module):
         self.scalars_to, self.tracks_to = tuple(scalars_to), tuple(tracks_to)
         self.scalar_net, self.track_net, self.gate_net, self.upsampling = scalar_net, track_net, gate_net, upsampling
         self.FiLM_gen, self.cnn, self.network_in_network, self.top = FiLM_gen, cnn, network_in_network, top
+        self._activity = activity_recorders(self)  # layer_reg is attached to the parts before they get here
 
     def forward(self, images: dict[str, torch.Tensor] | None = None, scalars: torch.Tensor | None = None,
                 tracks: torch.Tensor | None = None) -> torch.Tensor:
         """Images (B, C, *S) by name (gate images under ``gate_<name>``), scalars (B, S), tracks
         (B, T, F) -> (B, out)."""
         if self.training:
-            clear_activity(self)  # activity penalties belong to the last training forward
+            for recorder in self._activity:  # activity penalties belong to the last training forward
+                recorder.values.clear()
         to_top: list[torch.Tensor] = []
         to_film: list[torch.Tensor] = []
         for net, inputs, targets in ((self.scalar_net, scalars, self.scalars_to),
