@@ -9,8 +9,6 @@ snapshots already there.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ import torch
 from torch import nn
 
 from deepscope.evaluation import plots
+from deepscope.training.callbacks import atomic_write
 
 __all__ = ["WeightSnapshots", "save_weights", "snapshot_name"]
 
@@ -33,15 +32,7 @@ def save_weights(state: dict[str, torch.Tensor], path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu() for k, v in state.items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(tensors, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda f: torch.save(tensors, f))
 
 
 class WeightSnapshots(L.Callback):
