@@ -251,7 +251,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 def _scan_trainer(cfg: ExperimentConfig, steps: int, steps_per_epoch: int, recorder: L.Callback,
                   root: Path) -> L.Trainer:
-    from deepscope.training.trainer import _accelerator
+    from deepscope.training.trainer import step_numerics
 
     t = cfg.train
     return L.Trainer(
@@ -260,14 +260,10 @@ def _scan_trainer(cfg: ExperimentConfig, steps: int, steps_per_epoch: int, recor
         max_steps=steps,
         # the kind of device and the numerics of build_trainer, on one device: the scan runs before
         # the processes of a distributed run start
-        accelerator=_accelerator(t),
         devices=[t.devices[0]] if isinstance(t.devices, list) else 1,
         strategy="auto",
         num_nodes=1,
-        precision=t.precision,
-        gradient_clip_val=t.gradient_clip_val,
-        accumulate_grad_batches=t.accumulate_grad_batches,
-        deterministic=t.deterministic,
+        **step_numerics(t),
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,

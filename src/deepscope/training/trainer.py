@@ -20,7 +20,7 @@ from deepscope.training.run import RunDir
 from deepscope.training.snapshots import WeightSnapshots
 from deepscope.training.task import MAXIMIZED_METRICS
 
-__all__ = ["build_trainer", "monitor_mode", "quiet_lightning", "shows_progress_bar"]
+__all__ = ["build_trainer", "monitor_mode", "quiet_lightning", "shows_progress_bar", "step_numerics"]
 
 
 def quiet_lightning() -> None:
@@ -43,6 +43,14 @@ def _accelerator(t: Any) -> str:
     if t.accelerator == "cuda" or (t.accelerator == "auto" and isinstance(t.devices, list)):
         return "gpu"  # a list of device indices names GPUs
     return t.accelerator
+
+
+def step_numerics(t: Any) -> dict[str, Any]:
+    """The Trainer options that decide what one optimizer step computes: the kind of device, the
+    precision, clipping, accumulation and determinism. The training run and the lr finder's scan
+    share them, so the scan sees the steps the run will take."""
+    return {"accelerator": _accelerator(t), "precision": t.precision, "gradient_clip_val": t.gradient_clip_val,
+            "accumulate_grad_batches": t.accumulate_grad_batches, "deterministic": t.deterministic}
 
 
 def _sync_batchnorm(t: Any) -> bool:
@@ -105,15 +113,11 @@ def build_trainer(cfg: ExperimentConfig, run: RunDir, resume_epoch: int | None,
         default_root_dir=str(run.path),
         max_epochs=t.epochs,
         max_steps=t.max_steps or -1,
-        accelerator=_accelerator(t),
         devices=1 if t.devices == "auto" else t.devices,  # 'auto' would take every visible GPU
         strategy=t.strategy,
         num_nodes=t.num_nodes,
         sync_batchnorm=_sync_batchnorm(t),
-        precision=t.precision,
-        gradient_clip_val=t.gradient_clip_val,
-        accumulate_grad_batches=t.accumulate_grad_batches,
-        deterministic=t.deterministic,
+        **step_numerics(t),
         logger=loggers,
         callbacks=callbacks,
         enable_progress_bar=bar,
