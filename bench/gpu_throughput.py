@@ -184,8 +184,9 @@ def bench_combined(args: argparse.Namespace, sampler: UtilisationSampler) -> lis
             timer = EpochTimer(args.device)
             original = ds_experiment.build_trainer
 
-            def with_timer(cfg: Any, run: Any, resume_epoch: Any, _timer: EpochTimer = timer, **kw: Any) -> Any:
-                return original(cfg, run, resume_epoch, extra_callbacks=[_timer])
+            def with_timer(cfg: Any, run: Any, resume_epoch: Any, extra_callbacks: Any = (),
+                           _timer: EpochTimer = timer) -> Any:
+                return original(cfg, run, resume_epoch, extra_callbacks=[*extra_callbacks, _timer])
 
             ds_experiment.build_trainer = with_timer
             try:

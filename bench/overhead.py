@@ -185,8 +185,8 @@ def run_deepscope(cfg_dict: dict[str, Any], data: dict[str, Any], plain: PlainLo
     bench = BenchCallback(plain)
     original = ds_experiment.build_trainer
 
-    def with_bench(cfg: Any, run: Any, resume_epoch: Any) -> Any:
-        return original(cfg, run, resume_epoch, extra_callbacks=[bench])
+    def with_bench(cfg: Any, run: Any, resume_epoch: Any, extra_callbacks: Any = ()) -> Any:
+        return original(cfg, run, resume_epoch, extra_callbacks=[*extra_callbacks, bench])
 
     ds_experiment.build_trainer = with_bench
     try:
