@@ -36,6 +36,16 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        # PyYAML composes recursively: refuse deep nesting before it nears Python's recursion limit
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_NESTING:
+                raise YAMLLimitError(f"it is nested more than {MAX_NESTING} levels deep")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
 
 # YAML 1.1 reads 1e-3 (no dot) as a string; configs mean a float (e.g. optimizer: {config: {lr: 1e-3}})
 _UniqueKeyLoader.add_implicit_resolver(
@@ -45,11 +55,86 @@ _UniqueKeyLoader.add_implicit_resolver(
 )
 
 
+# Limits that keep a hostile or broken file from hanging the loader ("billion laughs": nested aliases
+# that expand to 10^9 values from a few hundred bytes). Real configs are a few KB with a few hundred
+# values; anchors and aliases in them expand to far fewer than these.
+MAX_CONFIG_BYTES = 10 * 2**20
+MAX_EXPANDED_VALUES = 100_000
+MAX_NESTING = 50
+
+
+class YAMLLimitError(ValueError):
+    """A YAML document over :data:`MAX_EXPANDED_VALUES` once aliases are expanded, nested deeper than
+    :data:`MAX_NESTING`, or with a recursive alias."""
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Count the values ``root`` expands to, aliases included, without expanding anything.
+
+    An alias is the same node object as its anchor, so the expanded size of a node is computed once
+    per node (memoized) and reused: linear in the file's size however far the aliases would expand.
+    Iterative, so a deeply nested file cannot exhaust Python's stack here.
+
+    Raises:
+        YAMLLimitError: more than :data:`MAX_EXPANDED_VALUES` values, deeper than :data:`MAX_NESTING`,
+            or an alias inside its own anchor.
+    """
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            total = 1 + sum(sizes[id(c)] for c in _children(node))
+            if total > MAX_EXPANDED_VALUES:
+                raise YAMLLimitError(f"its anchors and aliases expand to more than {MAX_EXPANDED_VALUES:,} values "
+                                     "(a 'billion laughs' file?); a config needs far fewer")
+            sizes[key] = total
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise YAMLLimitError("an alias refers to a value that contains it (a recursive alias)")
+        on_path.add(key)  # the node's ancestors and itself: the current nesting
+        if len(on_path) > MAX_NESTING:
+            raise YAMLLimitError(f"it is nested more than {MAX_NESTING} levels deep")
+        stack.append((node, True))
+        stack.extend((c, False) for c in _children(node) if id(c) not in sizes)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _load_checked(text: str) -> Any:
+    """Parse one YAML document with :class:`_UniqueKeyLoader`, refusing it before construction when
+    it breaks the limits above (:class:`YAMLLimitError`); other problems raise ``yaml.YAMLError``."""
+    loader = _UniqueKeyLoader(text)
+    try:
+        node = loader.get_single_node()  # nesting is limited while composing (compose_node)
+        if node is None:
+            return None
+        _check_expansion(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Parse a YAML config file safely.
 
+    Files over :data:`MAX_CONFIG_BYTES`, and documents whose aliases expand past
+    :data:`MAX_EXPANDED_VALUES` values or that nest deeper than :data:`MAX_NESTING`, are refused
+    before anything is built from them.
+
     Raises:
-        ConfigError: missing, unreadable, malformed or empty file, or not a mapping.
+        ConfigError: missing, unreadable, too large, malformed or empty file, or not a mapping.
     """
     path = Path(path)
     if not path.exists():
@@ -57,11 +142,22 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if path.is_dir():
         raise ConfigError(f"config file '{path}' is a folder; expected a YAML file")
     try:
-        text = path.read_text(encoding="utf-8")
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file '{path}' is {size / 2**20:.1f} MiB; a config is at most "
+                              f"{MAX_CONFIG_BYTES // 2**20} MiB (put data in a data file, not in the config)")
+        with path.open("rb") as f:  # the size may change after stat(): never read past the limit
+            data = f.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file '{path}' is over {MAX_CONFIG_BYTES // 2**20} MiB; a config is at most "
+                              f"{MAX_CONFIG_BYTES // 2**20} MiB")
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file '{path}' cannot be read: {exc}") from None
     try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+        raw = _load_checked(text)
+    except YAMLLimitError as exc:
+        raise ConfigError(f"config file '{path}' is refused: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
@@ -74,9 +170,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return raw
 
 
-def _parse_value(text: str) -> Any:
+def _parse_value(text: str, item: str) -> Any:
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader) if text.strip() else ""  # noqa: S506
+        return _load_checked(text) if text.strip() else ""
+    except YAMLLimitError as exc:
+        raise ConfigError(f"override '{item[:80]}' is refused: {exc}") from None
     except yaml.YAMLError:
         return text
 
@@ -107,7 +205,7 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[st
                     where = ".".join(parts[: i + 1])
                     raise ConfigError(f"override '{item}': {where} is {child!r}, not a mapping")
             node = child
-        node[parts[-1]] = _parse_value(value)
+        node[parts[-1]] = _parse_value(value, item)
     return out
 
 
