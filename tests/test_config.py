@@ -309,11 +309,23 @@ def test_several_cross_check_problems_reported_at_once():
     {"data": {"source": "npz", "path": "x.npz", "split": {"train": "0:80", "val": [80, 81], "test": "90:"}}},
     {"train": {"lr": 0.01, "optimizer": {"class_name": "sgd", "config": {"momentum": 0.9}}}},
     {"model": {"cnn": {"conv_dim": 3, "init_kernel_size": [3, 3, 3], "rest_strides": [1, 2, 2]}}},
+    # conv_dim 3 takes 2D images (their layers stacked as a third dim) or 3D ones: wanted_size may have 2 or 3 dims
+    {"model": {"cnn": {"conv_dim": 3}, "upsampling": {"use": True, "wanted_size": [28, 50]}}},
+    {"model": {"cnn": {"conv_dim": 3}, "upsampling": {"use": True, "wanted_size": [4, 28, 50]}}},
     {"model": {"cnn": {"n_init_filters": 16, "use_squeeze_and_excite": True, "squeeze_and_excite_ratio": 16}}},
 ], ids=["bce_logits", "bce_sigmoid", "cce_softmax", "regression_monitors", "no_val_train_monitor",
-        "train_fraction", "index_split", "lr_once", "kernels_3d", "se_ratio_equal"])
+        "train_fraction", "index_split", "lr_once", "kernels_3d", "upsampling_2d_conv_3d", "upsampling_3d_conv_3d",
+        "se_ratio_equal"])
 def test_consistent_configs_are_valid(raw):
     load_config(raw)
+
+
+def test_upsampling_dims_against_conv_dim():
+    with pytest.raises(ConfigError) as info:
+        load_config({"model": {"cnn": {"conv_dim": 2}, "upsampling": {"use": True, "wanted_size": [4, 28, 50]}}})
+    assert info.value.problems == ["model.upsampling.wanted_size has 3 entries but model.cnn.conv_dim is 2, which "
+                                   "takes 2D images: wanted_size is their (H, W) size; give 2 entries"]
+    load_config({"model": {"cnn": {"conv_dim": 2}, "upsampling": {"use": False, "wanted_size": [4, 28, 50]}}})
 
 
 def test_split_values_are_normalised():

@@ -66,12 +66,18 @@ def test_check_output_directly():
         check_output(model, spec, "mse")
 
 
-def test_conv_dim_mismatch():
-    spec = InputSpec(images=IMAGES)
-    with pytest.raises(ConfigError) as info:
-        build_model(_model_cfg([4, 1], cnn={"conv_dim": 3}), spec, "mse")
-    assert "model.cnn.conv_dim" in str(info.value)
+def test_conv_dim_against_the_image_dims():
+    # conv_dim 3 on 2D images stacks their layers as a third conv dim (DeepCalo); it used to be refused
+    spec = InputSpec(images={"calo": ImageSpec(2, (6, 6))})
+    net = build_model(_model_cfg([4, 1], cnn={"conv_dim": 3}), spec, "mse")
+    assert net.cnn.conv_dim == 3 and net.cnn.in_shape == (1, 6, 6, 2) and net.cnn.layers_as_depth is not None
     spec3 = InputSpec(images={"cube": ImageSpec(1, (4, 4, 4))})
-    with pytest.raises(ConfigError, match="model.cnn.conv_dim is 2"):
+    with pytest.raises(ConfigError) as info:
         build_model(_model_cfg([4, 1], cnn={"conv_dim": 2}), spec3, "mse")
-    build_model(_model_cfg([4, 1], cnn={"conv_dim": 3}), spec3, "mse")
+    assert str(info.value) == ("model.cnn.conv_dim is 2 but the images are 3D (1 channel(s) of 4x4x4): a 2D "
+                               "convolution cannot run over (D, H, W); set model.cnn.conv_dim: 3, or leave it out to "
+                               "use the images' dims")
+    plain = build_model(_model_cfg([4, 1], cnn={"conv_dim": 3}), spec3, "mse")  # 3D images: the plain 3D CNN
+    assert plain.cnn.layers_as_depth is None and plain.cnn.in_shape == (1, 4, 4, 4)
+    inferred = build_model(_model_cfg([4, 1]), spec, "mse")  # conv_dim null: the images' own dims
+    assert inferred.cnn.conv_dim == 2 and inferred.cnn.in_shape == (2, 6, 6)

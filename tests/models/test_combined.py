@@ -157,11 +157,12 @@ def test_squeeze_and_excite(dims):
     assert not any(isinstance(m, SqueezeExcite) for m in plain.modules())
 
 
-def test_conv_dim_must_match_the_images():
-    with pytest.raises(ConfigError) as info:
-        CNN(1, (5, 5), CNNConfig(conv_dim=3))
-    assert "model.cnn.conv_dim is 3" in str(info.value) and "2D" in str(info.value)
-    CNN(1, (5, 5, 5), CNNConfig(conv_dim=3))
+def test_conv_dim_against_the_images():
+    stacked = CNN(3, (5, 5), CNNConfig(conv_dim=3))  # 2D images: their 3 layers become the third conv dim
+    assert stacked.in_shape == (1, 5, 5, 3) and stacked(torch.randn(2, 3, 5, 5)).shape == (2, 4 * 5 * 5 * 3)
+    with pytest.raises(ConfigError, match=r"model.cnn.conv_dim is 2 but the images are 3D \(1 channel\(s\) of 5x5x5\)"):
+        CNN(1, (5, 5, 5), CNNConfig(conv_dim=2))
+    assert CNN(1, (5, 5, 5), CNNConfig(conv_dim=3)).layers_as_depth is None
 
 
 def test_normalization_drops_the_conv_bias():

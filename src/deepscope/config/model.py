@@ -75,7 +75,8 @@ class CNNConfig(SubmodelConfig):
     dropout: DropBlockConfig | None = Field(  # type: ignore[assignment]
         None, description="DropBlock after each convolution: {block_size, keep_prob, sync_channels}")
     conv_dim: Literal[2, 3] | None = Field(
-        None, description="2 or 3; inferred from the images when left out, checked against them when given"
+        None, description="2 or 3 conv dims; inferred from the images when left out. 3 on 2D images (C, H, W) "
+                          "convolves over (H, W, C): the layers (channels) become a third dim"
     )
     block_depths: list[PositiveInt] = Field(default_factory=lambda: [1], min_length=1)
     n_init_filters: PositiveInt = 4
@@ -107,7 +108,8 @@ class CNNConfig(SubmodelConfig):
         for key in ("init_kernel_size", "rest_kernel_size", "init_strides", "rest_strides"):
             value = getattr(self, key)
             if isinstance(value, list) and self.conv_dim is not None and len(value) != self.conv_dim:
-                raise fail("kernel_dims", f"{key} has {len(value)} entries but conv_dim is {self.conv_dim}")
+                raise fail("kernel_dims", f"{key} has {len(value)} entries but conv_dim is {self.conv_dim}; give "
+                                          f"{self.conv_dim} entries (one per conv dim) or an int")
         if self.cardinality > 1 and self.n_init_filters % self.cardinality:
             raise fail("cardinality", f"cardinality {self.cardinality} must divide n_init_filters "
                                       f"{self.n_init_filters} (grouped convolutions split the channels evenly)")
@@ -179,7 +181,10 @@ class UpsamplingConfig(StrictModel):
     """Upsample every image to a common size by integer factors, conserving the summed energy."""
 
     use: bool = False
-    wanted_size: list[PositiveInt] = Field(default_factory=lambda: [100, 100], min_length=2, max_length=3)
+    wanted_size: list[PositiveInt] = Field(
+        default_factory=lambda: [100, 100], min_length=2, max_length=3,
+        description="the images' size to aim for, one entry per image dim: (H, W) for 2D images, also with "
+                    "cnn.conv_dim 3 (upsampling comes before the layers are stacked), (D, H, W) for 3D images")
     interpolation: Literal["nearest", "bilinear"] = Field(
         "nearest", description="'bilinear' is trilinear for 3D images")
 
@@ -235,9 +240,12 @@ class CombinedParams(StrictModel):
             raise fail("nin_gap", "model.cnn.globalavgpool and model.network_in_network.use are both true: the "
                                   "network in network works on the CNN's feature maps; pool at its end instead "
                                   "(model.network_in_network.globalavgpool)")
-        if self.upsampling.use and self.cnn.conv_dim is not None and len(self.upsampling.wanted_size) != self.cnn.conv_dim:
+        # wanted_size has the images' dims. Only conv_dim 2 pins them (2D images) before the data is
+        # read: conv_dim 3 takes 3D images or 2D ones whose layers it stacks, so the builder checks that.
+        if self.upsampling.use and self.cnn.conv_dim == 2 and len(self.upsampling.wanted_size) != 2:
             raise fail("upsampling_dims", f"model.upsampling.wanted_size has {len(self.upsampling.wanted_size)} "
-                                          f"entries but model.cnn.conv_dim is {self.cnn.conv_dim}")
+                                          "entries but model.cnn.conv_dim is 2, which takes 2D images: wanted_size "
+                                          "is their (H, W) size; give 2 entries")
         return self
 
 

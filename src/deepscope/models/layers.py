@@ -63,7 +63,8 @@ def as_tuple(value: int | Sequence[int], spatial_dims: int, kernel: bool = False
         return (value,) * spatial_dims
     if len(value) != spatial_dims:
         where = f"{path}: " if path else ""
-        raise ConfigError(f"{where}kernel/stride {list(value)} has {len(value)} entries for {spatial_dims}D images")
+        raise ConfigError(f"{where}kernel/stride {list(value)} has {len(value)} entries for {spatial_dims}D "
+                          f"convolutions; give {spatial_dims} entries (one per conv dim) or an int")
     return tuple(int(v) for v in value)
 
 

@@ -104,7 +104,11 @@ class CombinedNet(nn.Module):
         return self.top(_cat(to_top))
 
     def merged_images(self, images: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Gate, upsample and concatenate the images on channels: the CNN's input (B, C, *S)."""
+        """Gate, upsample and concatenate the images on channels: the CNN's input (B, C, *S).
+
+        With ``cnn.conv_dim: 3`` on 2D images the CNN itself then stacks these C channels as its
+        third conv dim, (B, 1, H, W, C), in this channel order.
+        """
         missing = [n for n in self.image_names + [GATE_PREFIX + n for n in sorted(self.gated)] if n not in images]
         if missing:
             raise KeyError(f"images {missing} missing from the input (given: {sorted(images)})")
@@ -157,6 +161,16 @@ def _dense_keys(cfg: Any) -> dict[str, Any]:
                 initialization=cfg.initialization)
 
 
+def _wanted_size_mismatch(wanted: list[int], name: str, spatial: tuple[int, ...], conv_dim: int | None) -> str:
+    dims = len(spatial)
+    msg = (f"model.upsampling.wanted_size {wanted} has {len(wanted)} entries but images['{name}'] is {dims}D "
+           f"({_size(spatial)}); wanted_size is the size the images are upsampled to, one entry per image dim")
+    if dims == 2 and conv_dim == 3:
+        msg += (": with model.cnn.conv_dim 3 it is still their 2D (H, W) size, since the images are upsampled "
+                f"before their layers are stacked as the CNN's third dim; give 2 entries, e.g. {wanted[:2]}")
+    return msg
+
+
 def _upsampling(names: list[str], specs: dict[str, ImageSpec], p: CombinedParams) -> tuple[nn.ModuleList | None,
                                                                                             dict[str, tuple[int, ...]]]:
     """Per-image upsampling modules and the sizes after them; the sizes must agree."""
@@ -167,8 +181,7 @@ def _upsampling(names: list[str], specs: dict[str, ImageSpec], p: CombinedParams
         modules = nn.ModuleList()
         for n in names:
             if len(up.wanted_size) != len(sizes[n]):
-                raise ConfigError(f"model.upsampling.wanted_size {up.wanted_size} has {len(up.wanted_size)} entries "
-                                  f"but images['{n}'] is {len(sizes[n])}D ({_size(sizes[n])})")
+                raise ConfigError(_wanted_size_mismatch(up.wanted_size, n, sizes[n], p.cnn.conv_dim))
             factors = upsampling_factors(sizes[n], up.wanted_size)
             modules.append(EnergyUpsample(len(factors), factors, up.interpolation) if math.prod(factors) > 1
                            else nn.Identity())
@@ -191,7 +204,8 @@ def build_combined(spec: InputSpec, p: CombinedParams) -> CombinedNet:
 
     Raises:
         ConfigError: the config does not fit the data (FiLM without images or inputs, images of
-            different sizes, upsampling dims, conv_dim, …).
+            different sizes, ``upsampling.wanted_size`` with other dims than the images,
+            ``cnn.conv_dim: 2`` on 3D images, kernel lists of the wrong length, …).
         DataError: a gate image without its partner, or of another shape.
     """
     names, gated = split_gate_images(spec)
