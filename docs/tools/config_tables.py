@@ -100,10 +100,19 @@ MEANINGS: dict[str, str] = {
     "AtlasHDF5Data.path": "The HDF5 file. Required. A relative path is stored absolute, as for `npz`.",
     "AtlasHDF5Data.sets": "Split (`train`, `val`, `test`) → group name in the file. `train` is required; leave "
                           "`val` or `test` out, or set it to `null`, to go without it.",
-    "AtlasHDF5Data.images": "Image names. Image `img` is the datasets `{set}/img_Lr{k}`, (N, H, W) or (N, D, H, W), "
-                            "one channel per layer k, in increasing k.",
-    "AtlasHDF5Data.gate_images": "Also load `gate_<img>` (same `_Lr{k}` rule) for every image that has one in the "
-                                 "file, for the gate net. Its layers and size must match the image's.",
+    "AtlasHDF5Data.images": "A list of image names: image `img` is the datasets `{set}/img_Lr{k}`, one channel per "
+                            "layer k, in increasing k. Or a mapping image name → its datasets, one channel each, in "
+                            "that order (`{em_coarse: [em_barrel_Lr0, em_barrel_Lr2, em_barrel_Lr3], em_strips: "
+                            "[em_barrel_Lr1]}`). Datasets are (N, H, W) or (N, D, H, W), of one size per image; "
+                            "images may differ in size (see [Data](data.md#atlas_hdf5-deepcalos-atlas-hdf5-files)).",
+    "AtlasHDF5Data.gate_images": "`true`: also load the gate image `gate_<img>` of every image whose gate datasets "
+                                 "are in the file (the stack `gate_img_Lr{k}` for a listed image; `gate_` or "
+                                 "`gate_prefix` + each of its datasets otherwise). A mapping image name → its gate "
+                                 "datasets, one per channel. `false`: none. A gate must match its image's channels "
+                                 "and size.",
+    "AtlasHDF5Data.gate_prefix": "With `gate_images: true`: the gate datasets of every image are this prefix + each "
+                                 "of its datasets (`time_`: `time_em_barrel_Lr0`, …). Refused with `gate_images: "
+                                 "false` or a mapping. `null`: the `gate_` rule.",
     "AtlasHDF5Data.scalars": "Scalar datasets `{set}/<name>`, (N,) each, stacked to (N, S) in this order.",
     "AtlasHDF5Data.tracks": "One dataset per track feature: ragged (vlen) (N,) lists of each event's tracks, or an "
                             "already padded (N, T) array. Stacked to (N, T, F) in this order, real tracks first, "
@@ -190,15 +199,17 @@ MEANINGS: dict[str, str] = {
                           "(see [Models](models.md#cnn)).",
     "CNNConfig.dropout": "DropBlock in every conv unit: `{block_size, keep_prob, sync_channels}` (see its table); "
                          "`null` = none. A float rate is refused here.",
-    "CNNConfig.conv_dim": "2 or 3. Inferred from the images when `null`; checked against them when given.",
+    "CNNConfig.conv_dim": "2 or 3 conv dims. `null`: the images' dims. `3` on 2D images convolves over (H, W, "
+                          "layers): the channels become a third dim (see [Models](models.md#2d-and-3d)). `2` on 3D "
+                          "images is refused.",
     "CNNConfig.block_depths": "Number of units in each block (`simple`: one conv each; `res`: two convs each). "
                               "Block i has `n_init_filters · 2^i` filters; block i > 0 starts with a downsampling "
                               "step.",
     "CNNConfig.n_init_filters": "Filters of the first block.",
-    "CNNConfig.init_kernel_size": "Kernel of the very first convolution: an int or one int per spatial dim. "
+    "CNNConfig.init_kernel_size": "Kernel of the very first convolution: an int or one int per conv dim. "
                                   "In 3D an int k means (k, k, 2).",
     "CNNConfig.rest_kernel_size": "Kernel of every other convolution (same forms).",
-    "CNNConfig.init_strides": "Stride of the very first convolution: an int or one int per spatial dim.",
+    "CNNConfig.init_strides": "Stride of the very first convolution: an int or one int per conv dim.",
     "CNNConfig.rest_strides": "Stride of every other convolution.",
     "CNNConfig.cardinality": "Groups of the grouped convolutions used in every unit but the first; must divide "
                              "`n_init_filters` (checked by validation).",
@@ -213,10 +224,11 @@ MEANINGS: dict[str, str] = {
     "DropBlockConfig.sync_channels": "Drop the same blocks in every channel (otherwise each channel draws its own).",
     "NetworkInNetworkConfig.use": "Build it. The CNN then hands over its feature maps instead of flattening them.",
     "NetworkInNetworkConfig.units": "Filters of each 1×1 conv unit.",
-    "NetworkInNetworkConfig.strides": "Stride of every 1×1 conv: an int or one int per spatial dim.",
+    "NetworkInNetworkConfig.strides": "Stride of every 1×1 conv: an int or one int per conv dim.",
     "NetworkInNetworkConfig.globalavgpool": "Average each final map to one number instead of flattening.",
     "CNNConfig.downsampling": "`null` (none), `avgpool`, `maxpool` or `strided` (a conv with kernel = stride).",
-    "CNNConfig.min_size_for_downsampling": "Downsample only while every spatial dim is at least this large.",
+    "CNNConfig.min_size_for_downsampling": "Downsample only while every conv dim (the layer dim too, with "
+                                           "`conv_dim: 3` on 2D images) is at least this large.",
     "TopConfig.units": "Widths of the dense layers; the last entry is the number of outputs. `[]` applies only "
                        "`final_activation` to the concatenated features.",
     "TopConfig.final_activation": "Activation of the output layer; `null` = linear (values or logits).",
@@ -239,8 +251,8 @@ MEANINGS: dict[str, str] = {
     "GateNetConfig.merge_method": "`multiply`: image · gate; `concatenate`: [image, image · gate] on channels "
                                   "(twice the channels).",
     "UpsamplingConfig.use": "Upsample every image by integer factors before the images are concatenated.",
-    "UpsamplingConfig.wanted_size": "Size to aim for, one entry per spatial dim (2 or 3). Each dim's factor is "
-                                    "max(1, round(wanted / size)).",
+    "UpsamplingConfig.wanted_size": "Size to aim for, one entry per image dim (2 or 3; 2 for 2D images also with "
+                                    "`cnn.conv_dim: 3`). Each dim's factor is max(1, round(wanted / size)).",
     "UpsamplingConfig.interpolation": "`nearest` (the sum is kept exactly) or `bilinear` (trilinear in 3D; the sum "
                                       "is kept up to edge effects). Values are divided by the product of the "
                                       "factors.",
@@ -379,6 +391,8 @@ TYPE_OVERRIDES: dict[str, str] = {
     "CNNConfig.rest_strides": "int > 0 or list of int > 0",
     "NetworkInNetworkConfig.strides": "int > 0 or list of int > 0",
     "AtlasHDF5Data.sets": "mapping of split to group name or null",
+    "AtlasHDF5Data.images": "list of str, or mapping of image name to list of dataset names",
+    "AtlasHDF5Data.gate_images": "bool, or mapping of image name to list of dataset names",
     "AtlasHDF5Data.n_points": "mapping of split to null, int or index list",
     "CalorimeterData.energy_range": "[low, high], floats",
     "CalorimeterData.options": "mapping",

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,17 +102,33 @@ def test_train_on_a_missing_data_file_exits_2(tmp_path, capsys):
     assert not (tmp_path / "runs" / "m").exists()
 
 
-def test_example_configs_smoke_train(tmp_path):
-    from pathlib import Path
+def _write_documented_file(config: Path, folder: Path) -> Path:
+    """Run the one-line command an atlas_hdf5 example's header gives for writing its data file, in ``folder``."""
+    text = config.read_text()
+    found = re.search(r'^#\s+python -c "(.+)"$', text, flags=re.MULTILINE)
+    assert found, f"{config.name}: the header gives no 'python -c \"...\"' command that writes its data file"
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-c", found.group(1)], cwd=folder, check=True, timeout=300)
+    written = folder / yaml.safe_load(text)["data"]["path"]
+    assert written.is_file(), f"{config.name}: the header's command did not write data.path"
+    return written
 
+
+def test_example_configs_smoke_train(tmp_path):
     configs = sorted(Path(__file__).resolve().parents[2].joinpath("configs").glob("*.yaml"))
     assert configs
     for path in configs:
         extra = []
-        if yaml.safe_load(path.read_text())["data"]["source"] == "calorimeter":
+        source = yaml.safe_load(path.read_text())["data"]["source"]
+        if source == "calorimeter":
             # small simulated sets, written to the test's folder (the file itself is read lazily)
             extra = ["-o", "data.n_train=300", "-o", "data.n_val=100", "-o", "data.n_test=100",
                      "-o", f"data.hdf5_path={tmp_path / 'events.h5'}"]
+        if source == "atlas_hdf5":
+            # the file the config's header says how to write, written to the test's folder; a few events of it
+            data_file = _write_documented_file(path, tmp_path / "data_files" / path.stem)
+            extra = ["-o", f"data.path={data_file}", "-o", "data.n_points.train=300", "-o", "data.n_points.val=100",
+                     "-o", "data.n_points.test=100"]
         code = main(["train", str(path), "-o", f"log.dir={tmp_path}", "-o", "train.max_steps=3",
                      "-o", "train.epochs=1", "-o", "log.progress_bar=none", "-o", "log.figures=false", *extra])
         assert code == 0, path

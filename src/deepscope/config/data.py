@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from deepscope.config.common import AbsolutePath, StrictModel, fail
 from deepscope.errors import did_you_mean
@@ -185,6 +185,56 @@ def _names(value: list[str], what: str) -> list[str]:
     return value
 
 
+GATE_PREFIX = "gate_"  # the data contract's name of an image's gate partner (deepscope.models.nets.combined)
+
+
+def _channel_list(datasets: list[str], where: str) -> list[str]:
+    """The datasets of one image (or gate image), one channel each."""
+    if not datasets:
+        raise fail("empty_image", f"{where}: found an empty list; expected its datasets, one per channel")
+    seen: set[str] = set()
+    for name in datasets:
+        if not name:
+            raise fail("empty_name", f"{where}: found an empty dataset name")
+        if name in seen:
+            raise fail("repeated_name", f"{where}: dataset '{name}' is listed twice")
+        seen.add(name)
+    return datasets
+
+
+def _check_gates(images: list[str] | dict[str, list[str]], gates: bool | dict[str, list[str]],
+                 prefix: str | None) -> None:
+    """The gate keys against each other and against data.images (both keys named on a conflict)."""
+    if prefix is not None:
+        if gates is False:
+            raise fail("gate_conflict", f"data.gate_prefix is '{prefix}' but data.gate_images is false; remove "
+                                        "data.gate_prefix, or set data.gate_images: true to load the gate images")
+        if isinstance(gates, dict):
+            raise fail("gate_conflict", f"data.gate_prefix is '{prefix}' and data.gate_images is a mapping: use one "
+                                        "of them (the mapping names every gate dataset; the prefix derives them "
+                                        "with data.gate_images: true)")
+        if not images:
+            raise fail("gate_conflict", f"data.gate_prefix is '{prefix}' but data.images is empty; gate images "
+                                        "belong to images")
+    if not isinstance(gates, dict):
+        return
+    names = list(images)
+    for name, datasets in gates.items():
+        if name.startswith(GATE_PREFIX) and name in names:
+            raise fail("gate_image", f"data.gate_images.{name}: '{name}' is itself a gate image")
+        if name not in names:
+            shown = ", ".join(names) or "none"
+            raise fail("gate_image", f"data.gate_images.{name}: '{name}' is not an image in data.images"
+                                     f"{did_you_mean(name, names)} (images: {shown})")
+        if GATE_PREFIX + name in names:
+            raise fail("gate_image", f"data.gate_images.{name}: data.images already lists '{GATE_PREFIX}{name}' "
+                                     "as an image; give the gate in one place")
+        if isinstance(images, dict) and len(images[name]) != len(datasets):
+            raise fail("gate_image", f"data.gate_images.{name} lists {len(datasets)} dataset(s) but "
+                                     f"data.images.{name} has {len(images[name])} channel(s); a gate image has one "
+                                     "dataset per channel of its image")
+
+
 def _n_points_part(value: Any, where: str) -> Any:
     expected = "expected null (all events), a number n (the first n events) or a list of event indices"
     if value is None:
@@ -212,11 +262,19 @@ class AtlasHDF5Data(DataCommon):
     """DeepCalo's ATLAS HDF5 layout: one group per set, one dataset per image layer, scalar or track
     feature, read in whole batches (lazily for data larger than memory).
 
-    Keys are ``{set}/{name}``. An image ``img`` is the datasets ``{set}/{img}_Lr{k}`` (N, H, W) or
-    (N, D, H, W), one channel each, in increasing k (DeepCalo stacks them channels last; deepscope
-    holds them channels first). Scalars are (N,) datasets; each track feature is a ragged (vlen)
-    (N,) dataset of per-event tracks (or an already padded (N, T) one), zero-padded after the real
-    tracks to ``max_tracks``.
+    Keys are ``{set}/{name}``. ``images`` is a list of stack names (image ``img`` is the datasets
+    ``{set}/{img}_Lr{k}``, one channel each in increasing k) or a mapping ``name -> [dataset, ...]``
+    (one channel per dataset, in that order), so that layers of different granularity, as in real
+    ATLAS files (``em_barrel_Lr1`` strips beside the coarser ``em_barrel_Lr0/2/3``), become
+    separate images. Each dataset is (N, H, W) or (N, D, H, W); the datasets of one image share a
+    size. DeepCalo stacks channels last; deepscope holds them channels first.
+
+    Gate images (for the gate net) are exposed as ``gate_<name>``: ``gate_images: true`` takes the
+    datasets named ``gate_`` (or ``gate_prefix``) + each channel dataset, for every image that has
+    all of them; a mapping ``{image: [dataset, ...]}`` names them per image; ``false`` loads none.
+
+    Scalars are (N,) datasets; each track feature is a ragged (vlen) (N,) dataset of per-event
+    tracks (or an already padded (N, T) one), zero-padded after the real tracks to ``max_tracks``.
     """
 
     source: Literal["atlas_hdf5"]
@@ -226,11 +284,17 @@ class AtlasHDF5Data(DataCommon):
         default_factory=lambda: {"train": "train", "val": "val", "test": "test"},
         description="split name (train, val, test) -> group name in the file; train is required, "
                     "leave val or test out (or set it to null) to go without them")
-    images: list[str] = Field(default_factory=list,
-                              description="image names; image 'img' is the datasets '{set}/img_Lr{k}', "
-                                          "one channel each, in increasing k")
-    gate_images: bool = Field(True, description="also load 'gate_<img>' (same _Lr{k} rule) for every image that "
-                                                "has one in the file, for DeepCalo's gate net")
+    images: list[str] | dict[str, list[str]] = Field(
+        default_factory=list,
+        description="image names (image 'img' is the datasets '{set}/img_Lr{k}', one channel each, in increasing "
+                    "k), or a mapping image name -> its datasets, one channel each, in that order")
+    gate_images: bool | dict[str, list[str]] = Field(
+        True, description="true: also load the gate image 'gate_<img>' of every image whose gate datasets "
+                          "(gate_ or gate_prefix + each of its datasets) are all in the file; a mapping image "
+                          "name -> its gate datasets, one per channel; false: none")
+    gate_prefix: str | None = Field(None, description="with gate_images: true, the gate datasets of an image are "
+                                                      "this prefix + each of its datasets (e.g. 'time_'); "
+                                                      "null: 'gate_' + the image's datasets")
     scalars: list[str] = Field(default_factory=list, description="scalar datasets '{set}/name', (N,) each, "
                                                                  "stacked to (N, S) in this order")
     tracks: list[str] = Field(default_factory=list,
@@ -269,10 +333,63 @@ class AtlasHDF5Data(DataCommon):
             raise fail("set_name", "needs 'train' (the group to train on)")
         return {k: value[k] for k in _SET_NAMES if value.get(k) is not None}
 
-    @field_validator("images", "scalars", "tracks")
+    @field_validator("scalars", "tracks")
     @classmethod
     def _unique(cls, value: list[str]) -> list[str]:
         return _names(value, "dataset")
+
+    @field_validator("images", "gate_images", mode="before")
+    @classmethod
+    def _mapping_form(cls, value: Any, info: Any) -> Any:
+        images = info.field_name == "images"
+        if isinstance(value, dict):
+            for name, datasets in value.items():
+                if not isinstance(name, str) or not (isinstance(datasets, list)
+                                                     and all(isinstance(d, str) for d in datasets)):
+                    raise fail("image_form", f"{name!r}: found {datasets!r}; expected a list of dataset names, "
+                                             "one per channel")
+            return value
+        if images and not (isinstance(value, list) and all(isinstance(n, str) for n in value)):
+            raise fail("image_form", f"found {value!r}; expected a list of image names ({{set}}/<name>_Lr<k> "
+                                     "stacks) or a mapping image name -> [dataset, ...]")
+        if not images:
+            try:
+                return TypeAdapter(bool).validate_python(value)
+            except ValidationError:
+                raise fail("image_form", f"found {value!r}; expected true, false or a mapping image name -> "
+                                         "[gate dataset, ...]") from None
+        return value
+
+    @field_validator("images")
+    @classmethod
+    def _images(cls, value: list[str] | dict[str, list[str]]) -> list[str] | dict[str, list[str]]:
+        if isinstance(value, list):
+            return _names(value, "image")
+        for name, datasets in value.items():
+            if not name:
+                raise fail("empty_name", "found an empty image name")
+            if name.startswith(GATE_PREFIX):
+                raise fail("gate_name", f"'{name}': names starting with '{GATE_PREFIX}' are the gate images' "
+                                        f"names; give gate datasets in data.gate_images or data.gate_prefix")
+            _channel_list(datasets, f"'{name}'")
+        return value
+
+    @field_validator("gate_images")
+    @classmethod
+    def _gate_images(cls, value: bool | dict[str, list[str]]) -> bool | dict[str, list[str]]:
+        if isinstance(value, dict):
+            if not value:
+                raise fail("gate_images", "found an empty mapping; use false for no gate images")
+            for name, datasets in value.items():
+                _channel_list(datasets, f"'{name}'")
+        return value
+
+    @field_validator("gate_prefix")
+    @classmethod
+    def _gate_prefix(cls, value: str | None) -> str | None:
+        if value == "":
+            raise fail("gate_prefix", "found an empty prefix; use null for the 'gate_' rule")
+        return value
 
     @field_validator("target")
     @classmethod
@@ -301,7 +418,14 @@ class AtlasHDF5Data(DataCommon):
         if extra:
             raise fail("n_points", f"data.n_points.{extra[0]} is given but data.sets has no '{extra[0]}' "
                                    f"(sets: {', '.join(self.sets)})")
+        _check_gates(self.images, self.gate_images, self.gate_prefix)
         return self
+
+    def image_datasets(self) -> dict[str, list[str] | None]:
+        """Image name -> its datasets in channel order, or None for a stack name (the ``_Lr{k}`` rule)."""
+        if isinstance(self.images, dict):
+            return {name: list(datasets) for name, datasets in self.images.items()}
+        return {name: None for name in self.images}
 
     @property
     def channels(self) -> str:

@@ -3,9 +3,11 @@
 Layout (DeepCalo's ``load_atlas_data``): one group per set; every dataset is ``{set}/{name}`` with
 the events along axis 0.
 
-* image ``img``: the datasets ``{set}/{img}_Lr{k}``, (N, H, W) or (N, D, H, W), one channel each in
-  increasing k. DeepCalo stacks them channels last; here they are stacked channels first,
-  (N, C, H, W), the data contract's layout. ``gate_{img}`` follows the same rule.
+* image: a stack name ``img`` (the datasets ``{set}/{img}_Lr{k}``, one channel each in increasing
+  k) or a named list of datasets (``data.images: {name: [dataset, ...]}``, one channel each in that
+  order), each (N, H, W) or (N, D, H, W) of one size. DeepCalo stacks them channels last; here
+  they are stacked channels first, (N, C, H, W), the data contract's layout. Gate images become
+  ``gate_<name>`` (see :mod:`deepscope.data.atlas_plan` for how their datasets are found).
 * scalar: ``{set}/{name}``, (N,) (or (N, 1)); the scalars are stacked to (N, S) in config order.
 * track feature: ``{set}/{name}``, a ragged ``vlen`` (N,) dataset holding each event's real tracks
   (or an already padded (N, T) dataset). The features are stacked to (N, T, F): an event's tracks
@@ -24,15 +26,15 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from deepscope.data.arrays import ArraySet
-from deepscope.errors import DataError, did_you_mean
+from deepscope.data.atlas_plan import SetPlan, longest_tracks, plan_set, same_images, selected_rows
+from deepscope.errors import DataError
 
 __all__ = ["AtlasHDF5Store", "LAZY_THRESHOLD_BYTES", "load_atlas_hdf5", "open_atlas_hdf5"]
 
@@ -41,243 +43,6 @@ log = logging.getLogger(__name__)
 LAZY_THRESHOLD_BYTES = 1 << 30  # lazy: auto keeps less than this in memory
 _CHUNK_BYTES = 64 << 20  # at most this much per read when loading, scanning or checking a whole set
 _CHUNK_ROWS = 4096
-_LAYER = re.compile(r"^(?P<img>.+)_Lr(?P<k>\d+)$")
-_SHOWN = 25  # dataset names listed in an error
-
-
-# --- the plan: what to read from one set, checked once ------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """The checked dataset names of one set group, in the order they are stacked."""
-
-    group: str
-    n_events: int
-    images: dict[str, tuple[str, ...]]  # image name (gate images included) -> layer datasets, channel order
-    image_shapes: dict[str, tuple[int, ...]]
-    scalars: tuple[str, ...]
-    tracks: tuple[str, ...]
-    ragged: bool  # tracks are vlen datasets (else (N, T) padded ones)
-    max_tracks: int
-    target: tuple[str, ...]  # one name, or (numerator, denominator)
-    target_shape: tuple[int, ...]
-    target_integer: bool
-    multiply_output_with: str | None
-    sample_weights: str | None
-
-    def sample_bytes(self) -> int:
-        """Bytes one event takes in memory."""
-        n = sum(len(layers) * int(np.prod(self.image_shapes[k])) for k, layers in self.images.items())
-        n += len(self.scalars) + self.max_tracks * len(self.tracks)
-        n += int(np.prod(self.target_shape)) * (2 if self.target_integer else 1)
-        n += (self.multiply_output_with is not None) + (self.sample_weights is not None)
-        return 4 * n
-
-
-def _listing(names: list[str]) -> str:
-    shown = ", ".join(sorted(names)[:_SHOWN])
-    return (shown + f", … ({len(names)} in all)") if len(names) > _SHOWN else (shown or "nothing")
-
-
-class _Checker:
-    """Looks up and checks the datasets of one set group; every problem names the file and dataset."""
-
-    def __init__(self, path: Path, group: Any, key: str) -> None:
-        import h5py
-
-        self.path, self.group, self.key = path, group, key
-        self.name = group.name.strip("/")
-        self.datasets = [k for k, v in group.items() if isinstance(v, h5py.Dataset)]
-        self.lengths: dict[str, int] = {}
-
-    def where(self, name: str) -> str:
-        return f"data file '{self.path}', dataset '{self.name}/{name}'"
-
-    def get(self, name: str, option: str) -> Any:
-        import h5py
-
-        obj = self.group.get(name)
-        if not isinstance(obj, h5py.Dataset):
-            hint = did_you_mean(name, self.datasets)
-            raise DataError(
-                f"data file '{self.path}': no dataset '{self.name}/{name}' ({option}){hint}; "
-                f"group '{self.name}' has: {_listing(self.datasets)}"
-            )
-        if obj.ndim == 0:
-            raise DataError(f"{self.where(name)} ({option}): found a single value; expected one entry per event")
-        self.lengths[name] = int(obj.shape[0])
-        return obj
-
-    def numeric(self, ds: Any, name: str, option: str) -> None:
-        kind = ds.dtype.kind
-        if kind not in "fiub":
-            raise DataError(f"{self.where(name)} ({option}): found dtype {ds.dtype}; expected numbers")
-
-    def per_event(self, name: str, option: str) -> Any:
-        ds = self.get(name, option)
-        self.numeric(ds, name, option)
-        if not (ds.ndim == 1 or (ds.ndim == 2 and ds.shape[1] == 1)):
-            raise DataError(f"{self.where(name)} ({option}): found shape {ds.shape}; "
-                            "expected (N,), one value per event")
-        return ds
-
-    def layers(self, img: str) -> dict[int, str]:
-        found: dict[int, str] = {}
-        for name in self.datasets:
-            m = _LAYER.match(name)
-            if m and m.group("img") == img:
-                k = int(m.group("k"))
-                if k in found:
-                    raise DataError(f"{self.where(name)}: layer {k} of image '{img}' also appears as "
-                                    f"'{self.name}/{found[k]}'")
-                found[k] = name
-        return dict(sorted(found.items()))
-
-    def image_names(self) -> list[str]:
-        return sorted({m.group("img") for n in self.datasets if (m := _LAYER.match(n))})
-
-    def image(self, img: str, option: str) -> tuple[tuple[str, ...], tuple[int, ...], list[int]]:
-        layers = self.layers(img)
-        if not layers:
-            known = self.image_names()
-            raise DataError(
-                f"data file '{self.path}': no datasets '{self.name}/{img}_Lr<k>' for image '{img}' ({option})"
-                f"{did_you_mean(img, known)}; group '{self.name}' has images: {_listing(known)} "
-                f"(and datasets: {_listing(self.datasets)})"
-            )
-        shape: tuple[int, ...] | None = None
-        first = ""
-        for name in layers.values():
-            ds = self.get(name, option)
-            self.numeric(ds, name, option)
-            if ds.ndim not in (3, 4):
-                raise DataError(f"{self.where(name)} ({option}): found shape {ds.shape}; an image layer is "
-                                "(N, H, W) or (N, D, H, W)")
-            if shape is None:
-                shape, first = tuple(int(s) for s in ds.shape[1:]), name
-            elif tuple(ds.shape[1:]) != shape:
-                raise DataError(f"{self.where(name)} ({option}): found layer shape {tuple(ds.shape[1:])} but "
-                                f"'{self.name}/{first}' has {shape}; the layers of one image need the same size")
-        assert shape is not None
-        return tuple(layers.values()), shape, list(layers)
-
-    def same_length(self) -> int:
-        lengths = self.lengths
-        ref_name, ref = next(iter(lengths.items()))
-        for name, n in lengths.items():
-            if n != ref:
-                raise DataError(
-                    f"data file '{self.path}': '{self.name}/{name}' has {n} events but '{self.name}/{ref_name}' "
-                    f"has {ref}; every dataset of a set needs the same number of events"
-                )
-        if ref == 0:
-            raise DataError(f"data file '{self.path}': group '{self.name}' holds no events")
-        return ref
-
-
-def _plan(path: Path, f: Any, key: str, group_name: str, cfg: Any) -> tuple[_Plan, list[Any]]:
-    """Check one set group against the config; return the plan and its track datasets."""
-    import h5py
-
-    group = f.get(group_name)
-    if not isinstance(group, h5py.Group):
-        groups = [k for k, v in f.items() if isinstance(v, h5py.Group)]
-        raise DataError(
-            f"data file '{path}': no group '{group_name}' (data.sets.{key}){did_you_mean(group_name, groups)}; "
-            f"the file has groups: {_listing(groups)}"
-            + ("" if key == "train" else f" (leave {key} out of data.sets to go without it)")
-        )
-    c = _Checker(path, group, key)
-    images: dict[str, tuple[str, ...]] = {}
-    shapes: dict[str, tuple[int, ...]] = {}
-    for img in cfg.images:
-        layers, shape, ks = c.image(img, "data.images")
-        images[img], shapes[img] = layers, shape
-        gate = f"gate_{img}"
-        if cfg.gate_images and not img.startswith("gate_") and gate not in cfg.images and c.layers(gate):
-            g_layers, g_shape, g_ks = c.image(gate, "data.gate_images")
-            if g_ks != ks or g_shape != shape:
-                raise DataError(
-                    f"data file '{path}': gate image '{group_name}/{gate}' has layers {g_ks} of size {g_shape} but "
-                    f"image '{img}' has layers {ks} of size {shape}; a gate image matches its image "
-                    "(or set data.gate_images: false)"
-                )
-            images[gate], shapes[gate] = g_layers, g_shape
-    for name in cfg.scalars:
-        c.per_event(name, "data.scalars")
-    tracks = [c.get(name, "data.tracks") for name in cfg.tracks]
-    kinds = set()
-    for name, ds in zip(cfg.tracks, tracks):
-        if h5py.check_vlen_dtype(ds.dtype) is not None and ds.ndim == 1:
-            base = h5py.check_vlen_dtype(ds.dtype)
-            if np.dtype(base).kind not in "fiub":
-                raise DataError(f"{c.where(name)} (data.tracks): found ragged entries of {base}; expected numbers")
-            kinds.add("ragged")
-        elif ds.ndim == 2 and ds.dtype.kind in "fiub":
-            kinds.add("padded")
-        else:
-            raise DataError(f"{c.where(name)} (data.tracks): found shape {ds.shape} of {ds.dtype}; a track feature "
-                            "is a ragged (vlen) (N,) dataset of per-event tracks, or a padded (N, T) one")
-    if len(kinds) > 1:
-        raise DataError(f"data file '{path}': the track features {', '.join(cfg.tracks)} of '{group_name}' mix "
-                        "ragged (vlen) and padded (N, T) datasets; use one kind")
-    target_names = (cfg.target,) if isinstance(cfg.target, str) else tuple(cfg.target)
-    target_shape: tuple[int, ...] = ()
-    target_integer = False
-    for i, name in enumerate(target_names):
-        ds = c.get(name, "data.target")
-        c.numeric(ds, name, "data.target")
-        shape = tuple(int(s) for s in ds.shape[1:])
-        if i == 0:
-            target_shape, target_integer = shape, ds.dtype.kind in "iub" and len(target_names) == 1
-        elif shape != target_shape:
-            raise DataError(f"{c.where(name)} (data.target): the denominator has per-event shape {shape} but the "
-                            f"numerator '{group_name}/{target_names[0]}' has {target_shape}")
-    for option in ("multiply_output_with", "sample_weights"):
-        name = getattr(cfg, option)
-        if name is not None:
-            c.per_event(name, f"data.{option}")
-    n = c.same_length()
-    plan = _Plan(
-        group=group_name, n_events=n, images=images, image_shapes=shapes, scalars=tuple(cfg.scalars),
-        tracks=tuple(cfg.tracks), ragged=kinds == {"ragged"}, max_tracks=0, target=target_names,
-        target_shape=target_shape, target_integer=target_integer,
-        multiply_output_with=cfg.multiply_output_with, sample_weights=cfg.sample_weights,
-    )
-    return plan, tracks
-
-
-def _longest(path: Path, group: str, ds: Any) -> int:
-    """The most tracks of any event in a track dataset (ragged: one chunked scan; padded: T)."""
-    if ds.ndim == 2:
-        return int(ds.shape[1])
-    longest = 0
-    step = 65536
-    try:
-        for start in range(0, ds.shape[0], step):
-            entries = ds[start:start + step]
-            if len(entries):
-                longest = max(longest, max(len(e) for e in entries))
-    except (OSError, RuntimeError, ValueError) as exc:
-        name = ds.name.rsplit("/", 1)[-1]
-        raise DataError(f"data file '{path}', dataset '{group}/{name}': cannot be read ({exc})") from None
-    return longest
-
-
-def _selection(n_points: Any, n_events: int, key: str, path: Path, group: str) -> tuple[np.ndarray | None, int]:
-    if n_points is None:
-        return None, n_events
-    if isinstance(n_points, int):
-        if n_points > n_events:
-            raise DataError(f"data.n_points.{key} is {n_points} but group '{group}' of '{path}' holds "
-                            f"{n_events} events")
-        return None, n_points
-    rows = np.unique(np.asarray(n_points, dtype=np.int64))
-    if rows[-1] >= n_events:
-        raise DataError(f"data.n_points.{key}: index {int(rows[-1])} is outside the {n_events} events of group "
-                        f"'{group}' in '{path}'")
-    return rows, len(rows)
 
 
 def _open(path: Path) -> Any:
@@ -302,18 +67,20 @@ def open_atlas_hdf5(cfg: Any) -> dict[str, "AtlasHDF5Store"]:
     """
     path = Path(cfg.path)
     with _open(path) as f:
-        plans: dict[str, _Plan] = {}
+        plans: dict[str, SetPlan] = {}
         tracks: dict[str, list[Any]] = {}
         for key, group in cfg.sets.items():
-            plans[key], tracks[key] = _plan(path, f, key, group, cfg)
+            plans[key], tracks[key] = plan_set(path, f, key, group, cfg)
+        same_images(path, plans)
         max_tracks = cfg.max_tracks
         if max_tracks is None:
-            max_tracks = max((_longest(path, plans[k].group, tracks[k][0]) for k in plans if tracks[k]), default=0)
+            max_tracks = max((longest_tracks(path, plans[k].group, tracks[k][0]) for k in plans if tracks[k]),
+                             default=0)
             max_tracks = max(max_tracks, 1) if cfg.tracks else 0
     stores = {}
     for key, plan in plans.items():
         plan = replace(plan, max_tracks=int(max_tracks))
-        rows, n = _selection(cfg.n_points.get(key), plan.n_events, key, path, plan.group)
+        rows, n = selected_rows(cfg.n_points.get(key), plan.n_events, key, path, plan.group)
         stores[key] = AtlasHDF5Store(path, plan, rows, n)
     return stores
 
@@ -381,7 +148,7 @@ class AtlasHDF5Store:
     dataset (a measure of how much a lazy run reads).
     """
 
-    def __init__(self, path: Path, plan: _Plan, rows: np.ndarray | None, n: int) -> None:
+    def __init__(self, path: Path, plan: SetPlan, rows: np.ndarray | None, n: int) -> None:
         self.path = Path(path)
         self.plan = plan
         self.rows = rows

@@ -196,6 +196,9 @@ One file, with a group per set ``S`` (train, val, test). Every dataset is chunke
   (N, 32, 8). Stacking ``{img}_Lr*`` in increasing k on a new last axis gives the channels-last
   image: em_coarse = [Lr0, Lr2, Lr3].
 * ``S/gate_{img}_Lr{k}``: float32, the timing partners in ns, same shapes.
+* With ``layer_stem="em_barrel", gate_prefix="time_"`` the layers are named as in real ATLAS
+  files instead: ``em_barrel_Lr0`` … ``em_barrel_Lr3`` (Lr1 the (N, 32, 8) strips, the others
+  (N, 8, 8)) and the cell times ``time_em_barrel_Lr0`` … ``time_em_barrel_Lr3``.
 * ``S/{scalar}``: float32 (N,), one per scalar name: p_eta, p_phi,
   averageInteractionsPerCrossing, p_e, p_f0Cluster, p_Reta, p_Rphi. ``p_e`` is E_acc.
 * ``S/p_truth_E``: float32 (N,), the true energy. The target pair ``["p_truth_E", "p_e"]``
@@ -743,6 +746,8 @@ def write_atlas_hdf5(
     track_names: list[str] | None = None,
     target_name: str = TRUTH_NAME,
     multiply_name: str = ACCORDION_NAME,
+    layer_stem: str | None = None,
+    gate_prefix: str = "gate_",
 ) -> Path:
     """Write sets in DeepCalo's ATLAS HDF5 layout (see the module docstring) and return the path.
 
@@ -756,6 +761,14 @@ def write_atlas_hdf5(
         compression: an h5py filter (``"gzip"``, ``"lzf"``) or None.
         image_layers, scalar_names, track_names: override the names.
         target_name, multiply_name: datasets for ``targets`` and ``multiply_output_with``.
+        layer_stem: name every image's layers ``{layer_stem}_{layer}`` instead of ``{img}_{layer}``,
+            as real ATLAS files do (``layer_stem="em_barrel"``: ``em_barrel_Lr0`` … ``em_barrel_Lr3``,
+            whatever image a layer belongs to).
+        gate_prefix: the gate image ``gate_{img}`` is written as ``gate_prefix`` + its image's layer
+            datasets (``"time_"``: ``time_em_barrel_Lr0`` …, the ATLAS cell times).
+
+    Raises:
+        ValueError: names that do not fit the arrays, or two images writing the same dataset.
     """
     import h5py
 
@@ -766,8 +779,9 @@ def write_atlas_hdf5(
         "sets": {}, "images": {}, "gate_images": {}, "scalars": [], "track_features": [],
         "targets": [target_name, multiply_name], "multiply_output_with": multiply_name,
         "chunk_events": int(chunk_events),
-        "keys": "{set}/{img}_Lr{k}, {set}/gate_{img}_Lr{k}, {set}/{scalar}, {set}/tracks_{feature} (vlen), "
-                f"{{set}}/{target_name}, {{set}}/{multiply_name}",
+        "keys": f"{{set}}/{layer_stem or '{img}'}_Lr{{k}}, {{set}}/{gate_prefix}{layer_stem or '{img}'}_Lr{{k}}, "
+                f"{{set}}/{{scalar}}, {{set}}/tracks_{{feature}} (vlen), {{set}}/{target_name}, "
+                f"{{set}}/{multiply_name}",
     }
     with h5py.File(path, "w") as f:
         for set_name, data in splits.items():
@@ -795,10 +809,15 @@ def write_atlas_hdf5(
                     names = [f"Lr{j}" for j in range(img.shape[-1])]
                 if len(names) != img.shape[-1]:
                     raise ValueError(f"image '{img_name}' has {img.shape[-1]} channels but {len(names)} layer names")
-                for j, layer in enumerate(names):
-                    put(f"{img_name}_{layer}", img[..., j])
+                stem = (gate_prefix if img_name.startswith("gate_") else "") + (layer_stem or partner)
+                datasets = [f"{stem}_{layer}" for layer in names]
+                for j, name in enumerate(datasets):
+                    if name in grp:
+                        raise ValueError(f"image '{img_name}' would write dataset '{name}' a second time "
+                                         f"(layer_stem {layer_stem!r}); give its layers other names")
+                    put(name, img[..., j])
                 key = "gate_images" if img_name.startswith("gate_") else "images"
-                layout[key][img_name] = {"layers": list(names), "shape": list(img.shape[1:-1])}
+                layout[key][img_name] = {"layers": list(names), "datasets": datasets, "shape": list(img.shape[1:-1])}
             scalars = data.get("scalars")
             written: dict[str, np.ndarray] = {}
             if scalars is not None and np.asarray(scalars).size:
