@@ -2,6 +2,8 @@
 
 Every file starts with one or more ``# expect: <substring>`` lines; the error message must contain
 each of them (at least the dotted key path and the key fact) and nothing of pydantic's internals.
+``deepscope train`` refuses each with the same message as ``deepscope validate``. Configs that pass
+the schema and fail only when things are built are in tests/bad_configs_pretrain/.
 """
 
 from __future__ import annotations
@@ -86,6 +88,17 @@ def test_bad_config_in_cli(path, capsys):
     for expected in expectations(path):
         assert expected in err, f"{expected!r} not in:\n{err}"
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+def test_train_refuses_a_bad_config_as_validate_does(path, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # log.dir as the file has it (one file has a bad one): runs/ in here
+    assert main(["validate", str(path)]) == 2
+    validate_err = capsys.readouterr().err
+    assert main(["train", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == validate_err
+    assert list(tmp_path.iterdir()) == []  # no run folder
 
 
 def test_validation_problems_are_one_per_line_with_a_dotted_key():

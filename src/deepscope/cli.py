@@ -1,7 +1,10 @@
 """The ``deepscope`` command line: a thin layer over the Python API.
 
-``--help``, ``init``, ``validate``, ``schema`` and ``list`` never import torch or Lightning, so
-they answer at once. User errors print one message and exit 2 (no traceback unless ``--debug``).
+``--help``, ``init``, ``schema`` and ``list`` never import torch or Lightning, so they answer at
+once. ``validate`` never imports Lightning; it imports torch when the config has something to build
+(component options, or data whose shapes are known: the model), as ``train`` would before its first
+step (:mod:`deepscope.preflight`). User errors print one message and exit 2 (no traceback unless
+``--debug``).
 """
 
 from __future__ import annotations
@@ -56,9 +59,11 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from deepscope import preflight
     from deepscope.config import dump_yaml, load_config
 
     cfg = load_config(args.config, args.override)
+    preflight.check(cfg)  # what train checks before its first step (torch only when there is something to build)
     if args.resolved:
         sys.stdout.write(dump_yaml(cfg))
     else:

@@ -15,6 +15,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "DeepscopeError",
+    "RunInUse",
     "TrainingDiverged",
     "did_you_mean",
 ]
@@ -44,6 +45,10 @@ class DataError(DeepscopeError):
 
 class CheckpointError(DeepscopeError):
     """A run folder or checkpoint is missing, corrupt or incompatible."""
+
+
+class RunInUse(DeepscopeError):
+    """Another process is writing the run folder (it holds the folder's lock)."""
 
 
 class TrainingDiverged(DeepscopeError):

@@ -22,7 +22,7 @@ from deepscope.data.splits import split_indices
 from deepscope.data.standardize import Standardizer
 from deepscope.errors import ConfigError, DataError
 
-__all__ = ["PreparedData", "derive_spec", "prepare_data"]
+__all__ = ["PreparedData", "check_target_standardization", "derive_spec", "describe_data", "prepare_data"]
 
 log = logging.getLogger(__name__)
 
@@ -71,23 +71,7 @@ def prepare_data(cfg: ExperimentConfig, data: Any = None) -> PreparedData:
             "or set data.source: arrays"
         )
     loaded = SOURCES.get(cfg.data.source)(cfg.data, data)
-    if isinstance(loaded, dict):
-        if cfg.data.split is not None:
-            raise ConfigError(
-                "data.split: the data is already split into " + "/".join(loaded) +
-                "; remove data.split (or pass one pool of samples to split)"
-            )
-        stores: dict[str, SampleStore] = dict(loaded)
-        indices = {k: np.arange(len(v)) for k, v in loaded.items()}
-    else:
-        split = cfg.data.split or SplitConfig()
-        indices = split_indices(len(loaded), split, cfg.seed)
-        stores = {k: loaded for k in indices}
-    if "val" not in indices and (cfg.train.monitor.startswith("val_") or cfg.train.early_stopping.use):
-        raise DataError(
-            f"the data has no validation set but train.monitor is '{cfg.train.monitor}': "
-            "add a 'val' set (or data.split.val) or monitor a train_ value"
-        )
+    stores, indices = _arrange(cfg, loaded)
     _check_consistent(stores)
     if cfg.data.check_finite:
         # in-memory sets check their arrays; lazy stores (atlas_hdf5) stream their events in chunks
@@ -109,6 +93,71 @@ def prepare_data(cfg: ExperimentConfig, data: Any = None) -> PreparedData:
         if close is not None:  # lazy stores: no open file handle for DataLoader workers to inherit
             close()
     return PreparedData(stores, indices, spec, standardizer)
+
+
+def describe_data(cfg: ExperimentConfig) -> InputSpec | None:
+    """The :class:`InputSpec` that :func:`prepare_data` would derive, from the source's description
+    (:func:`deepscope.data.sources.describe`) instead of its arrays; ``None`` when the source cannot
+    be described so.
+
+    The checks that need no more than the description run as :func:`prepare_data` runs them:
+    ``data.split`` against the sets and the sample count, the validation set, per-sample shapes and
+    the targets against the loss. Finite values are not checked.
+
+    Raises:
+        DataError, ConfigError: what :func:`prepare_data` would raise for those checks.
+    """
+    from deepscope.data.sources import describe
+
+    loss = LOSSES.entry(cfg.train.loss.class_name)
+    description = describe(cfg.data, loss.meta["task"])
+    if description is None:
+        return None
+    stand_in = description.stand_in
+    stores, indices = _arrange(cfg, stand_in, description.pool_size)
+    indices = {k: np.arange(len(stores[k])) for k in indices}  # the stand-in's samples, not the real ones
+    _check_consistent(stores)
+    return derive_spec(stores, indices, loss.meta["task"], loss.name)
+
+
+def check_target_standardization(cfg: ExperimentConfig, spec: InputSpec) -> None:
+    """Targets are not standardized when the output is multiplied by a per-sample factor.
+
+    Raises:
+        ConfigError: ``data.standardize.targets`` with ``multiply_output_with`` in the data.
+    """
+    if spec.multiply_output_with and cfg.data.standardize.targets:
+        raise ConfigError("data.standardize.targets must be false when the data has multiply_output_with "
+                          "(the model predicts a correction factor in data units)")
+
+
+def _arrange(cfg: ExperimentConfig, loaded: ArraySet | dict[str, SampleStore],
+             pool_size: int | None = None) -> tuple[dict[str, SampleStore], dict[str, np.ndarray]]:
+    """The store and the sample indices of each split, for sets as loaded (a pool of ``pool_size``
+    samples, its length by default, is split by ``data.split``).
+
+    Raises:
+        ConfigError: ``data.split`` for data that is already split.
+        DataError: a split out of range, or no validation set while one is monitored.
+    """
+    if isinstance(loaded, dict):
+        if cfg.data.split is not None:
+            raise ConfigError(
+                "data.split: the data is already split into " + "/".join(loaded) +
+                "; remove data.split (or pass one pool of samples to split)"
+            )
+        stores: dict[str, SampleStore] = dict(loaded)
+        indices = {k: np.arange(len(v)) for k, v in loaded.items()}
+    else:
+        split = cfg.data.split or SplitConfig()
+        indices = split_indices(len(loaded) if pool_size is None else pool_size, split, cfg.seed)
+        stores = {k: loaded for k in indices}
+    if "val" not in indices and (cfg.train.monitor.startswith("val_") or cfg.train.early_stopping.use):
+        raise DataError(
+            f"the data has no validation set but train.monitor is '{cfg.train.monitor}': "
+            "add a 'val' set (or data.split.val) or monitor a train_ value"
+        )
+    return stores, indices
 
 
 def _per_sample_shapes(store: SampleStore) -> dict[str, tuple[int, ...]]:

@@ -2,14 +2,22 @@
 
 A source returns either one pool of samples (split later by ``data.split``) or a dict of
 ``train``/``val``/``test`` sets. Sources are registered in :mod:`deepscope.components`.
+
+A source may also *describe* what it holds without reading its arrays (:func:`describe`, for the
+pre-flight checks of ``deepscope validate``): a :class:`Description` holds stand-in sets of a few
+samples with the real per-sample shapes and dtypes, and target values that give
+``prepare.derive_spec`` the same verdict as the real data (for labels: the smallest and the largest).
+A describer returns ``None`` when it cannot promise that; sources without one are not described.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +26,8 @@ import numpy as np
 from deepscope.data.arrays import SPLIT_NAMES, ArraySet, split_sets
 from deepscope.errors import ConfigError, DataError, did_you_mean
 
-__all__ = ["load_arrays", "load_calorimeter", "load_npz", "load_sklearn_digits", "read_npz_set"]
+__all__ = ["DESCRIBERS", "Description", "describe", "digits_set", "load_arrays", "load_calorimeter", "load_npz",
+           "load_sklearn_digits", "read_npz_set"]
 
 Loaded = ArraySet | dict[str, ArraySet]
 
@@ -66,17 +75,23 @@ def _npz_mapping(npz: Mapping[str, np.ndarray], path: Path) -> dict[str, Any]:
     return nested
 
 
+def _npz_file(path: str | Path) -> Path:
+    """``path``, once it is known to exist and to be a zip archive (what ``numpy.savez`` writes)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"data file '{path}' not found")
+    if path.is_file() and not zipfile.is_zipfile(path):
+        raise DataError(f"data file '{path}' is not a .npz archive (not a zip file; write it with numpy.savez)")
+    return path
+
+
 def read_npz_set(path: str | Path, channels: str, require_targets: bool = True) -> Loaded:
     """Read a ``.npz`` file in the data contract's layout.
 
     Raises:
         DataError: missing, unreadable or corrupt file, or wrong layout.
     """
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"data file '{path}' not found")
-    if path.is_file() and not zipfile.is_zipfile(path):
-        raise DataError(f"data file '{path}' is not a .npz archive (not a zip file; write it with numpy.savez)")
+    path = _npz_file(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
             raw = _npz_mapping({k: npz[k] for k in npz.files}, path)
@@ -96,10 +111,15 @@ def load_sklearn_digits(cfg: Any, data: Any = None) -> Loaded:
 
     bunch = load_digits()
     n = cfg.n_samples or len(bunch.target)
-    images = bunch.images[:n, None].astype(np.float32)  # (N, 1, 8, 8)
-    labels = bunch.target[:n].astype(np.int64)
-    targets = np.eye(10, dtype=np.float32)[labels] if cfg.one_hot else labels
-    return ArraySet(images={"digits": images}, targets=targets)
+    return digits_set(bunch.images[:n], bunch.target[:n], cfg.one_hot)
+
+
+def digits_set(images: np.ndarray, labels: np.ndarray, one_hot: bool) -> ArraySet:
+    """The digits source's set from (N, 8, 8) images and labels 0..9: (N, 1, 8, 8) float32 images and
+    int64 labels, or one-hot float32 targets (N, 10)."""
+    labels = np.asarray(labels).astype(np.int64)
+    targets = np.eye(10, dtype=np.float32)[labels] if one_hot else labels
+    return ArraySet(images={"digits": np.asarray(images)[:, None].astype(np.float32)}, targets=targets)
 
 
 # --- the simulated calorimeter -------------------------------------------------------------------
@@ -220,3 +240,121 @@ def load_calorimeter(cfg: Any, data: Any = None) -> Loaded:
         lazy=True, check_finite=cfg.check_finite,
     )
     return load_atlas_hdf5(atlas)
+
+
+# --- descriptions without reading the arrays (pre-flight checks) ----------------------------------
+
+
+@dataclass
+class Description:
+    """What a source holds, told without reading its arrays.
+
+    Attributes:
+        stand_in: a set (a pool) or ``train``/``val``/``test`` sets of a few samples each, with the
+            real per-sample shapes and dtypes and target values whose range is the real one.
+        pool_size: the real number of samples of a pool (``data.split`` is checked against it).
+    """
+
+    stand_in: Loaded
+    pool_size: int | None = None
+
+
+def describe_sklearn_digits(cfg: Any, task: str) -> Description:
+    """Always 8x8 one-channel images; every digit 0..9 is among the first 20 samples, and
+    ``n_samples`` is at least 20, so the labels are 0..9 whatever the count."""
+    stand_in = digits_set(np.zeros((10, 8, 8)), np.arange(10), cfg.one_hot)
+    return Description(stand_in, cfg.n_samples or 1797)
+
+
+def describe_calorimeter(cfg: Any, task: str) -> Description | None:
+    """One simulated event per set: shapes follow from the options. The accordion calibration (20 000
+    reference events) is fixed, which changes values, not shapes. ``None`` for a binary loss, whose
+    check reads the range of every target."""
+    if task == "binary":
+        return None
+    one = cfg.model_copy(update={"n_train": 1, "n_val": min(cfg.n_val, 1), "n_test": min(cfg.n_test, 1),
+                                 "options": {"accordion_calibration": 1.0, **cfg.options}})
+    return Description({name: _calorimeter_set(cfg, sim, name) for name, sim in _simulate_calorimeter(one).items()})
+
+
+_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def describe_npz(cfg: Any, task: str) -> Description | None:
+    """From the ``.npy`` headers inside the archive (shapes and dtypes) and the target arrays alone.
+
+    ``None`` for what the headers cannot settle: members that are not plain ``.npy`` arrays, and
+    arrays of one set with different sample counts (the loader names them).
+
+    Raises:
+        DataError: the file is missing, is not a zip archive, or cannot be read.
+    """
+    path = _npz_file(cfg.path)
+    headers: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.namelist():
+                with archive.open(member) as f:
+                    read = _NPY_HEADERS.get(np.lib.format.read_magic(f)) if member.endswith(".npy") else None
+                    if read is None:
+                        return None
+                    shape, _, dtype = read(f)
+                if dtype.hasobject:
+                    return None
+                headers[member[:-4]] = (tuple(shape), dtype)
+        with np.load(path, allow_pickle=False) as npz:
+            targets = {k: npz[k] for k in headers if k in ("targets", *(f"{n}/targets" for n in SPLIT_NAMES))}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise DataError(f"data file '{path}' is not a readable .npz archive ({exc})") from None
+    counts: dict[str, set[int]] = {}
+    for key, (shape, _) in headers.items():
+        if shape:
+            counts.setdefault(key.split("/")[0] if key.split("/")[0] in SPLIT_NAMES else "", set()).add(shape[0])
+    if any(len(n) > 1 for n in counts.values()):
+        return None
+    stand_ins = {key: _npz_stand_in(shape, dtype, targets.get(key)) for key, (shape, dtype) in headers.items()}
+    loaded = _from_dict(_npz_mapping(stand_ins, path), str(path), cfg.channels)
+    pool_size = None if isinstance(loaded, dict) else next(iter(counts.get("", {len(loaded)})))
+    return Description(loaded, pool_size)
+
+
+def _npz_stand_in(shape: tuple[int, ...], dtype: np.dtype, targets: np.ndarray | None) -> np.ndarray:
+    """Two samples of zeros shaped like one array (none for an empty one); targets keep the samples
+    that hold their smallest and largest value."""
+    if not shape:
+        return np.zeros(shape, dtype)
+    if targets is not None and targets.size:
+        rows = [np.unravel_index(f(targets), targets.shape)[0] for f in (np.argmin, np.argmax)]
+        return targets[rows[:min(shape[0], 2)]]
+    return np.zeros((min(shape[0], 2), *shape[1:]), dtype)
+
+
+# canonical source name -> describer (or "module:attribute"); ``arrays`` comes from the caller and
+# ``atlas_hdf5`` is not described yet
+DESCRIBERS: dict[str, str | Callable[[Any, str], Description | None]] = {
+    "sklearn_digits": describe_sklearn_digits,
+    "calorimeter": describe_calorimeter,
+    "npz": describe_npz,
+}
+
+
+def describe(cfg: Any, task: str) -> Description | None:
+    """Describe the data ``cfg`` (the ``data`` section) names without reading its arrays.
+
+    Args:
+        cfg: the validated ``data`` section.
+        task: the loss's task (``regression``, ``binary``, ``multiclass``): which target values matter.
+
+    Returns:
+        ``None`` when the source has no describer or its description cannot settle what the
+        data checks would find.
+
+    Raises:
+        DataError, ConfigError: what loading the source would raise first (a missing file, options
+            the simulator refuses).
+    """
+    describer = DESCRIBERS.get(cfg.source)
+    if isinstance(describer, str):
+        module, _, attr = describer.partition(":")
+        describer = getattr(importlib.import_module(module), attr)
+    return None if describer is None else describer(cfg, task)

@@ -12,9 +12,10 @@ well behaved, so every optimizer gets the same fraction of its usual lr: at batc
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
@@ -67,14 +68,28 @@ def yogi(params: Iterable[Any], lr: float = 1e-2, eps: float = 1e-3, **kw: Any) 
     """Yogi (Zaheer et al. 2018) with DeepCalo's defaults (lr 0.01, eps 1e-3)."""
     from pytorch_optimizer import Yogi
 
-    return Yogi(params, lr=lr, eps=eps, **kw)
+    with _refusals_as_value_errors():
+        return Yogi(params, lr=lr, eps=eps, **kw)
 
 
 def padam(params: Iterable[Any], lr: float = 1e-1, partial: float = 0.125, **kw: Any) -> torch.optim.Optimizer:
     """Partially adaptive Adam (Chen & Gu 2018) with DeepCalo's defaults (lr 0.1, partial 1/8)."""
     from pytorch_optimizer import PAdam
 
-    return PAdam(params, lr=lr, partial=partial, **kw)
+    with _refusals_as_value_errors():
+        return PAdam(params, lr=lr, partial=partial, **kw)
+
+
+@contextlib.contextmanager
+def _refusals_as_value_errors() -> Iterator[None]:
+    """pytorch-optimizer refuses some values (a negative lr) with exceptions of its own, not ValueError."""
+    from pytorch_optimizer.base import exception
+
+    own = tuple(v for v in vars(exception).values() if isinstance(v, type) and issubclass(v, Exception))
+    try:
+        yield
+    except own as exc:
+        raise ValueError(str(exc)) from exc
 
 
 _TORCH_CLASS = {
@@ -140,14 +155,18 @@ def make_optimizer(spec: Component, params: Iterable[Any], lr: float | None = No
     """Build the optimizer named by ``spec`` over ``params``; ``lr`` (train.lr) overrides its default.
 
     Raises:
-        ConfigError: an option the optimizer does not take (with "did you mean").
+        ConfigError: an option the optimizer does not take (with "did you mean"), or a value it refuses.
     """
     name = OPTIMIZERS.canonical(spec.class_name, path)
     kwargs = _keras_kwargs(spec.config)
     check_kwargs(_signature_target(name), kwargs, f"{path}.config", ignore=("params",))
+    betas = kwargs.get("betas")
+    if betas is not None and (not isinstance(betas, (list, tuple)) or len(betas) != 2):
+        # torch indexes them (IndexError) or unpacks them only in the first step
+        raise ConfigError(f"{path}.config.betas: found {betas!r}; expected two numbers [beta_1, beta_2]")
     if lr is not None:
         kwargs["lr"] = lr
     try:
         return OPTIMIZERS.get(name)(params, **kwargs)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, IndexError) as exc:
         raise ConfigError(f"{path}.config: {exc}") from None

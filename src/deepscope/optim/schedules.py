@@ -31,7 +31,7 @@ from deepscope.components import SCHEDULES
 from deepscope.errors import ConfigError
 from deepscope.registry import check_kwargs
 
-__all__ = ["Plateau", "Schedule", "ScheduleLR", "ScheduleSpec", "lr_scan", "make_scheduler"]
+__all__ = ["Plateau", "Schedule", "ScheduleLR", "ScheduleSpec", "lr_scan", "make_scheduler", "schedule_spec"]
 
 PATH = "train.lr_schedule"
 
@@ -78,6 +78,35 @@ class ScheduleSpec:
     warmup_start_factor: float = 0.0
     monitor: str = "val_loss"
     mode: str = "min"
+
+
+def schedule_spec(train: Any, train_batches: int, lr_range: tuple[float, float] | None = None,
+                  mode: str = "min") -> ScheduleSpec | None:
+    """The spec of ``train.lr_schedule`` with ``train.warmup``, for ``train_batches`` batches per epoch.
+
+    Lightning also steps after the last batch of an epoch when fewer than accumulate_grad_batches
+    are left, so an epoch has ceil(training batches / accumulate_grad_batches) steps.
+
+    Args:
+        train: the validated ``train`` section.
+        train_batches: training batches per epoch (per process).
+        lr_range: replaces ``lr_schedule.range`` (the LR finder's or auto_lr's choice).
+        mode: ``'min'`` or ``'max'``, which way ``train.monitor`` improves.
+
+    Returns:
+        ``None`` when there is neither a schedule nor a warm-up.
+    """
+    sch, warm = train.lr_schedule, train.warmup
+    if sch is None and warm is None:
+        return None
+    steps = max(1, math.ceil(train_batches / train.accumulate_grad_batches))
+    warmup_steps = 0 if warm is None else warm.steps or max(1, round(warm.epochs * steps))
+    lo, hi = lr_range or (sch.range if sch is not None else (0.0, 0.0))
+    return ScheduleSpec(sch.name if sch is not None else None, float(lo), float(hi),
+                        float(sch.step_size_factor) if sch is not None else 1.0,
+                        dict(sch.kwargs) if sch is not None else {}, steps, train.epochs,
+                        warmup_steps=warmup_steps, warmup_start_factor=warm.start_factor if warm is not None else 0.0,
+                        monitor=train.monitor, mode=mode)
 
 
 def _triangle(it: float, s: float) -> tuple[int, float]:

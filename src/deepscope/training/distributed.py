@@ -33,9 +33,10 @@ import torch
 import torch.distributed as dist
 
 from deepscope.errors import CheckpointError
+from deepscope.training.environment import device_problem  # re-exported: the pre-flight checks import it from there
 
 __all__ = ["DistributedSetup", "RUN_ENV", "StopTogether", "device_problem", "gather_outputs", "global_batch_loss",
-           "handed_down_run", "handing_down", "process_count"]
+           "handed_down_run", "handing_down", "process_count", "starts_as_rank_zero"]
 
 RUN_ENV = "DEEPSCOPE_DDP_RUN"
 
@@ -47,22 +48,21 @@ def process_count(train: Any) -> int:
     return per_node * int(train.num_nodes)
 
 
-def device_problem(train: Any) -> str | None:
-    """The GPUs a ``train`` section asks for that this machine does not have (Lightning's own error is a
-    traceback), or ``None``."""
-    devices = train.devices
-    if not (train.accelerator in ("gpu", "cuda") or (train.accelerator == "auto" and isinstance(devices, list))):
-        return None
-    have = torch.cuda.device_count()
-    what = f"train.devices {devices}" if isinstance(devices, list) else f"train.accelerator '{train.accelerator}'"
-    if have == 0:
-        return f"{what} asks for GPUs but this machine has none that torch can use; use train.accelerator: cpu"
-    missing = [i for i in devices if i >= have] if isinstance(devices, list) else []
-    if missing:
-        return f"train.devices: GPU {missing[0]} does not exist; this machine has GPUs 0..{have - 1}"
-    if isinstance(devices, int) and devices > have:
-        return f"train.devices: {devices} GPUs per node asked for but this machine has {have}"
-    return None
+def starts_as_rank_zero(train: Any) -> bool:
+    """Whether this process will be global rank 0 of the job ``train`` asks for: the one that writes (and
+    locks) the run folder. Read from the environment, before Lightning starts.
+
+    A config for one process always is, also under ``srun``. With several, the rank a launcher gave
+    the process decides (Lightning's order: ``RANK``, ``LOCAL_RANK``, ``SLURM_PROCID``,
+    ``JSM_NAMESPACE_RANK``; none means 0), and ``NODE_RANK``/``GROUP_RANK`` must be 0 on a node started
+    by hand. The processes Lightning's ``ddp`` launcher starts have ``LOCAL_RANK`` 1 or more.
+    """
+    if process_count(train) <= 1:
+        return True
+    rank = next((os.environ[k] for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+                 if k in os.environ), "0")
+    node = os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", "0"))
+    return int(rank) == 0 and int(node) == 0
 
 
 @contextmanager

@@ -17,13 +17,14 @@ import lightning as L
 import numpy as np
 import torch
 
+from deepscope import preflight
 from deepscope.config import ExperimentConfig, load_config
 from deepscope.data.dataset import BatchDataset, BatchIndexSampler, BatchLoader
-from deepscope.data.prepare import PreparedData, prepare_data
+from deepscope.data.prepare import PreparedData, check_target_standardization, prepare_data
 from deepscope.data.sources import read_npz_set
 from deepscope.data.spec import InputSpec
 from deepscope.data.standardize import Standardizer
-from deepscope.errors import CheckpointError, ConfigError, DataError, DeepscopeError, TrainingDiverged
+from deepscope.errors import CheckpointError, DataError, DeepscopeError, TrainingDiverged
 from deepscope.evaluation import plots
 from deepscope.evaluation.architecture import architecture_figure
 from deepscope.evaluation.predict import load_net_weights, predict_store, save_predictions, score
@@ -31,15 +32,14 @@ from deepscope.losses import make_loss
 from deepscope.models.build import build_model
 from deepscope.models.summary import summarize
 from deepscope.optim.optimizers import auto_lr
-from deepscope.optim.schedules import ScheduleSpec
+from deepscope.optim.schedules import ScheduleSpec, schedule_spec
 from deepscope.training.callbacks import LRLog, atomic_write_text
-from deepscope.training.distributed import (DistributedSetup, StopTogether, device_problem, handed_down_run,
-                                             handing_down, process_count)
+from deepscope.training.distributed import DistributedSetup, StopTogether, handing_down, process_count
 from deepscope.training.lr_finder import find_lr, load_choice
-from deepscope.training.performance import (check_environment, compile_net, convert_channels_last,
-                                            set_deterministic_env, training_device, use_channels_last)
+from deepscope.training.performance import (compile_net, convert_channels_last, set_deterministic_env,
+                                            training_device, use_channels_last)
 from deepscope.training.pretrained import freeze_pretrained, load_pretrained
-from deepscope.training.run import RunDir, open_run, write_config
+from deepscope.training.run import RunDir, claim_run, write_config
 from deepscope.training.system import SupervisedSystem
 from deepscope.training.task import Task
 from deepscope.training.trainer import build_trainer, monitor_mode, quiet_lightning, shows_progress_bar
@@ -127,23 +127,25 @@ class Experiment:
 
         Raises:
             ConfigError, DataError: before anything is written.
+            RunInUse: another process writes the run folder (docs/runs.md); nothing was touched.
             TrainingDiverged: NaN/inf loss; the last good checkpoint is kept.
             Interrupted: Ctrl-C / SIGTERM; ``last.ckpt`` was saved first.
         """
         cfg = self.cfg
-        check_environment(cfg)  # e.g. 16-mixed precision on a CPU, log.mlflow without mlflow
-        if (problem := device_problem(cfg.train)) is not None:
-            raise ConfigError(problem)
+        preflight.check(cfg)  # every check that reads no data, as 'deepscope validate' makes them
         set_deterministic_env(cfg.train.deterministic)  # before anything can start CUDA
-        # a process Lightning's ddp strategy started for rank 0 trains in rank 0's folder, decided there
-        handed = handed_down_run()
-        run, resume = (RunDir(handed[0]), handed[1]) if handed is not None else open_run(cfg, new_version)
+        # one writer per run folder: its lock is held from before the resume decision to the last write
+        # (a process Lightning's ddp strategy started trains in rank 0's folder, decided there)
+        with claim_run(cfg, new_version) as (run, resume):
+            return self._train_in(run, resume)
+
+    def _train_in(self, run: RunDir, resume: bool) -> RunResult:
+        """:meth:`train` in ``run``, which this process holds; ``resume`` from its ``last.ckpt``."""
+        cfg = self.cfg
         resume_epoch, finished = _resume_state(run.last, cfg) if resume else (None, None)
         prepared = prepare_data(cfg, self.data)
         spec = prepared.spec
-        if spec.multiply_output_with and cfg.data.standardize.targets:
-            raise ConfigError("data.standardize.targets must be false when the data has multiply_output_with "
-                              "(the model predicts a correction factor in data units)")
+        check_target_standardization(cfg, spec)
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         net = build_model(cfg.model, spec, cfg.train.loss.class_name)
         pretrained = getattr(cfg.model, "pretrained_model", None)
@@ -288,25 +290,9 @@ def _processes_note(trainer: L.Trainer) -> str:
 
 def _schedule(cfg: ExperimentConfig, train_batches: int,
               lr_range: tuple[float, float] | None = None) -> ScheduleSpec | None:
-    """The lr schedule's spec (with the warm-up), with the optimizer steps per epoch.
-
-    Lightning also steps after the last batch of an epoch when fewer than accumulate_grad_batches
-    are left, so an epoch has ceil(training batches / accumulate_grad_batches) steps.
-
-    ``lr_range`` replaces ``lr_schedule.range`` (the LR finder's or auto_lr's choice). ``None`` when
-    there is neither a schedule nor a warm-up.
-    """
-    sch, warm = cfg.train.lr_schedule, cfg.train.warmup
-    if sch is None and warm is None:
-        return None
-    steps = max(1, math.ceil(train_batches / cfg.train.accumulate_grad_batches))
-    warmup_steps = 0 if warm is None else warm.steps or max(1, round(warm.epochs * steps))
-    lo, hi = lr_range or (sch.range if sch is not None else (0.0, 0.0))
-    return ScheduleSpec(sch.name if sch is not None else None, float(lo), float(hi),
-                        float(sch.step_size_factor) if sch is not None else 1.0,
-                        dict(sch.kwargs) if sch is not None else {}, steps, cfg.train.epochs,
-                        warmup_steps=warmup_steps, warmup_start_factor=warm.start_factor if warm is not None else 0.0,
-                        monitor=cfg.train.monitor, mode=monitor_mode(cfg.train.monitor))
+    """The lr schedule's spec (with the warm-up) for ``train_batches`` batches per epoch; ``lr_range``
+    replaces ``lr_schedule.range``. ``None`` when there is neither a schedule nor a warm-up."""
+    return schedule_spec(cfg.train, train_batches, lr_range, monitor_mode(cfg.train.monitor))
 
 
 def _split_figures(task: Task, result: dict[str, np.ndarray], figures: Path, split: str) -> None:

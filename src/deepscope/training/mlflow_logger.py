@@ -18,25 +18,12 @@ import lightning as L
 from deepscope.config.log import MLflowConfig, is_file_store
 from deepscope.config.schema import ExperimentConfig
 from deepscope.training.callbacks import atomic_write_text
+from deepscope.training.environment import INSTALL_HINT, mlflow_problem  # re-exported (Lightning-free there)
 from deepscope.training.run import RunDir, run_config
 
 __all__ = ["INSTALL_HINT", "MLflowRunInfo", "flatten_config", "mlflow_logging", "mlflow_problem"]
 
 log = logging.getLogger("deepscope")
-
-INSTALL_HINT = "pip install 'deepscope[mlflow]'"
-
-
-def mlflow_problem(cfg: ExperimentConfig) -> str | None:
-    """Why ``log.mlflow`` cannot work here (the package is missing), or ``None``."""
-    if cfg.log.mlflow is None:
-        return None
-    try:
-        import mlflow  # noqa: F401
-    except ImportError:
-        return f"log.mlflow: needs the mlflow package, which is not installed: {INSTALL_HINT}"
-    return None
-
 
 def flatten_config(data: Any, prefix: str = "") -> dict[str, Any]:
     """``{"train": {"lr": 0.1}}`` → ``{"train.lr": 0.1}``; lists and empty mappings are leaves."""

@@ -1,8 +1,9 @@
 """How the net runs on the machine: precision, ``torch.compile``, channels-last memory, determinism.
 
-:func:`check_environment` runs first in ``Experiment.train``, so a setting this machine cannot honour
-is refused before anything is written. The other functions change the net in place: its
-``state_dict`` keys and values stay those of a plain net, so checkpoints load anywhere.
+:func:`check_environment` (from :mod:`deepscope.training.environment`) runs in the pre-flight checks,
+so a setting this machine cannot honour is refused before anything is written. The functions here
+change the net in place: its ``state_dict`` keys and values stay those of a plain net, so
+checkpoints load anywhere.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from deepscope.config.schema import ExperimentConfig
-from deepscope.config.train import CompileConfig, TrainConfig
-from deepscope.errors import ConfigError, did_you_mean
+from deepscope.config.train import CompileConfig
+# re-exported: the checks of what this machine can run live where Lightning-free callers import them
+from deepscope.training.environment import check_environment, training_device
 
 __all__ = ["check_environment", "compile_net", "convert_channels_last", "images_channels_last",
            "set_deterministic_env", "training_device", "use_channels_last"]
@@ -29,52 +30,6 @@ DETERMINISTIC_CUBLAS = (":4096:8", ":16:8")
 
 # memory format by tensor rank: (B, C, H, W) and (B, C, D, H, W)
 _FORMATS = {4: torch.channels_last, 5: torch.channels_last_3d}
-
-
-def training_device(train: TrainConfig) -> str:
-    """'cuda', 'mps' or 'cpu': where ``train.accelerator`` puts training on this machine."""
-    if train.accelerator in ("gpu", "cuda"):
-        return "cuda"
-    if train.accelerator == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        if torch.backends.mps.is_available():
-            return "mps"
-    return "mps" if train.accelerator == "mps" else "cpu"
-
-
-def check_environment(cfg: ExperimentConfig) -> None:
-    """Refuse settings this machine cannot run, with every problem in one :class:`ConfigError`.
-
-    Raises:
-        ConfigError: ``16-mixed`` precision on a CPU, an unknown ``train.compile.backend``, or
-            ``log.mlflow`` without the mlflow package.
-    """
-    from deepscope.training.mlflow_logger import mlflow_problem
-
-    problems = [p for p in (_precision_problem(cfg.train), _compile_problem(cfg.train.compile), mlflow_problem(cfg))
-                if p]
-    if problems:
-        raise ConfigError(problems=problems)
-
-
-def _precision_problem(train: TrainConfig) -> str | None:
-    # Lightning would quietly train in bf16-mixed instead; say so before anything is written
-    if train.precision == "16-mixed" and training_device(train) == "cpu":
-        where = "train.accelerator is 'cpu'" if train.accelerator == "cpu" else "this machine has no GPU"
-        return (f"train.precision: '16-mixed' needs a GPU, but training runs on the CPU ({where}); "
-                "use 'bf16-mixed' for mixed precision on a CPU, or '32'")
-    return None
-
-
-def _compile_problem(options: CompileConfig | None) -> str | None:
-    if options is None:
-        return None
-    backends = torch.compiler.list_backends(exclude_tags=())
-    if options.backend not in backends:
-        return (f"train.compile.backend: unknown backend '{options.backend}'{did_you_mean(options.backend, backends)} "
-                f"(available: {', '.join(sorted(backends))})")
-    return None
 
 
 def set_deterministic_env(deterministic: bool) -> None:

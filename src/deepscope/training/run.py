@@ -5,7 +5,8 @@ A run folder holds the resolved ``config.yaml``, ``checkpoints/`` (best and last
 ``model_summary.txt``, ``input_spec.json``, ``standardization.npz`` and, with ``train.lr_finder``,
 ``lr_finder/``, and with ``log.weight_snapshots``, ``weights/``. Re-running the same name resumes
 from ``last.ckpt`` when the config is the same but for ``train.epochs``; otherwise it refuses with a
-diff unless a new version is asked for.
+diff unless a new version is asked for. One process at a time writes a run folder: :func:`claim_run`
+holds its lock (:mod:`deepscope.training.lock`) from before the resume decision to the last write.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +23,11 @@ from typing import Any
 import yaml
 
 from deepscope.config.io import dump_yaml, to_dict
-from deepscope.errors import CheckpointError, ConfigError
+from deepscope.errors import CheckpointError, ConfigError, RunInUse
+from deepscope.training.distributed import handed_down_run, starts_as_rank_zero
+from deepscope.training.lock import RunLock
 
-__all__ = ["RunDir", "config_diff", "open_run", "run_config", "write_config"]
+__all__ = ["RunDir", "claim_run", "config_diff", "open_run", "run_config", "write_config"]
 
 RESUMABLE_CHANGES = {"train.epochs"}
 
@@ -124,10 +129,70 @@ def _show(value: Any) -> str:
     return "(absent)" if type(value) is object else yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
-def open_run(cfg: Any, new_version: bool = False) -> tuple[RunDir, bool]:
+@contextmanager
+def claim_run(cfg: Any, new_version: bool = False) -> Iterator[tuple[RunDir, bool]]:
+    """The run folder this process trains in and whether it resumes, written by it alone until the block ends.
+
+    The writer — a lone process, or the one that will be global rank 0 of a DDP job
+    (:func:`~deepscope.training.distributed.starts_as_rank_zero`) — takes the folder's lock before
+    :func:`open_run` looks at the folder, so the resume decision and every write happen under it.
+    The other processes of the job take the folder rank 0 handed down to them, or find it by name.
+
+    Raises:
+        RunInUse: another process holds the folder's lock (the message names it).
+        ConfigError, CheckpointError: as :func:`open_run`.
+    """
+    handed = handed_down_run()
+    if handed is not None:
+        yield RunDir(handed[0]), handed[1]
+    elif not starts_as_rank_zero(cfg.train):
+        yield open_run(cfg, new_version)
+    else:
+        try:
+            lock = _locked_folder(cfg, new_version)
+        except OSError as exc:
+            raise ConfigError(f"log.dir '{cfg.log.dir}': cannot write the run's lock file there "
+                              f"({exc.strerror or exc}); choose a folder you can write to") from None
+        try:
+            yield open_run(cfg, folder=lock.folder)
+        finally:
+            lock.release()
+
+
+def _locked_folder(cfg: Any, new_version: bool) -> RunLock:
+    """The taken lock of the folder this run writes: ``<name>``, or with ``new_version`` the first
+    version that neither exists nor is being made by another ``--new-version`` start."""
+    base = Path(cfg.log.dir) / cfg.name
+    if not new_version:
+        lock = RunLock(base)
+        lock.acquire()
+        return lock
+    n = 1
+    while True:
+        folder = base if n == 1 else Path(cfg.log.dir) / f"{cfg.name}-{n}"
+        n += 1
+        if folder.exists():
+            continue
+        lock = RunLock(folder)
+        try:
+            lock.acquire()
+        except RunInUse:
+            continue
+        if not folder.exists():
+            return lock
+        lock.release()  # made and finished between the look and the lock
+
+
+def open_run(cfg: Any, new_version: bool = False, folder: str | Path | None = None) -> tuple[RunDir, bool]:
     """Find the run folder for ``cfg`` and decide whether training resumes; writes nothing.
 
-    Call :func:`write_config` once the data and model are known to be good.
+    Call :func:`write_config` once the data and model are known to be good. :func:`claim_run` calls
+    this under the folder's lock.
+
+    Args:
+        cfg: the experiment config.
+        new_version: when ``<log.dir>/<name>`` exists, take the first ``<name>-N`` that does not.
+        folder: the folder, already chosen (``new_version`` is then ignored).
 
     Returns:
         The run folder and whether training resumes from its ``last.ckpt``.
@@ -136,8 +201,8 @@ def open_run(cfg: Any, new_version: bool = False) -> tuple[RunDir, bool]:
         ConfigError: the folder holds a run with a different config (the message lists the diff).
         CheckpointError: the folder exists but is not a run folder.
     """
-    base = Path(cfg.log.dir) / cfg.name
-    if new_version and base.exists():
+    base = Path(folder) if folder is not None else Path(cfg.log.dir) / cfg.name
+    if folder is None and new_version and base.exists():
         n = 2
         while (Path(cfg.log.dir) / f"{cfg.name}-{n}").exists():
             n += 1

@@ -14,9 +14,14 @@ import torch
 from deepscope.components import LOSSES, METRICS
 from deepscope.data.spec import InputSpec
 
-__all__ = ["Task", "MAXIMIZED_METRICS"]
+__all__ = ["Task", "MAXIMIZED_METRICS", "monitor_mode"]
 
 MAXIMIZED_METRICS = {"accuracy", "auc", "r2"}
+
+
+def monitor_mode(monitor: str) -> str:
+    """'max' for metrics where higher is better, else 'min'."""
+    return "max" if monitor.split("_", 1)[-1] in MAXIMIZED_METRICS else "min"
 
 
 @dataclass

@@ -18,7 +18,7 @@ from deepscope.training.distributed import process_count
 from deepscope.training.mlflow_logger import mlflow_logging
 from deepscope.training.run import RunDir
 from deepscope.training.snapshots import WeightSnapshots
-from deepscope.training.task import MAXIMIZED_METRICS
+from deepscope.training.task import monitor_mode  # re-exported (Lightning-free there)
 
 __all__ = ["build_trainer", "monitor_mode", "quiet_lightning", "shows_progress_bar", "step_numerics"]
 
@@ -58,11 +58,6 @@ def _sync_batchnorm(t: Any) -> bool:
     # on CPUs each process normalizes with its own batch's statistics (docs/distributed.md)
     return t.sync_batchnorm and process_count(t) > 1 and (
         _accelerator(t) == "gpu" or (t.accelerator == "auto" and torch.cuda.is_available()))
-
-
-def monitor_mode(monitor: str) -> str:
-    """'max' for metrics where higher is better, else 'min'."""
-    return "max" if monitor.split("_", 1)[-1] in MAXIMIZED_METRICS else "min"
 
 
 def shows_progress_bar(cfg: ExperimentConfig) -> bool:
