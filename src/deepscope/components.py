@@ -55,8 +55,9 @@ SOURCES.declare(
     "atlas_hdf5",
     "deepscope.data.atlas:load_atlas_hdf5",
     aliases=("atlas", "deepcalo_hdf5"),
-    doc="DeepCalo's ATLAS HDF5 layout: {set}/{img}_Lr{k} image layers, (N,) scalars, ragged (vlen) track "
-        "features, ratio targets, n_points; read in whole batches, lazily when larger than memory",
+    doc="DeepCalo's ATLAS HDF5 layout: {set}/{img}_Lr{k} image layers or named per-layer datasets of any "
+        "granularity, gate (timing) images, (N,) scalars, ragged (vlen) track features, ratio targets, "
+        "n_points; read in whole batches, lazily when larger than memory",
 )
 SOURCES.declare(
     "calorimeter",

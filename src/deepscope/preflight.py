@@ -20,8 +20,9 @@ What ``Experiment.train`` checks before ``trainer.fit``, top to bottom, and wher
    sample count, the validation set, per-sample shapes, the targets against the loss (labels, one-hot,
    binary range). **Here** where the source describes itself without reading its arrays
    (:func:`deepscope.data.sources.describe`: ``sklearn_digits``, ``calorimeter``, ``npz`` from its
-   ``.npy`` headers and targets). Train only: ``arrays`` (given by the caller), ``atlas_hdf5`` (no
-   describer yet), ``calorimeter`` with a binary loss (its check reads every target), non-finite
+   ``.npy`` headers and targets, ``atlas_hdf5`` from its metadata and one event per set, for a
+   regression loss). Train only: ``arrays`` (given by the caller), ``atlas_hdf5`` with a
+   classification loss and ``calorimeter`` with a binary loss (their checks read every target), non-finite
    values, sample counts that differ inside an ``npz`` set, ``npz`` members that are not plain
    ``.npy`` arrays, an existing ``calorimeter`` ``hdf5_path`` written with other settings. A missing
    ``npz`` file fails both (exit 2).
@@ -245,8 +246,10 @@ def _build_model(cfg: Any, spec: Any) -> Any:
 
 
 def last_checkpoint(cfg: Any) -> Path:
-    """``RunDir(<log.dir>/<name>).last``, spelt out: ``deepscope.training.run`` imports Lightning."""
-    return Path(cfg.log.dir) / cfg.name / "checkpoints" / "last.ckpt"
+    """The ``last.ckpt`` that ``train`` would resume from (``<log.dir>/<name>/checkpoints/last.ckpt``)."""
+    from deepscope.training.run import RunDir  # Lightning-free
+
+    return RunDir(Path(cfg.log.dir) / cfg.name).last
 
 
 def _resumes(cfg: Any) -> bool:

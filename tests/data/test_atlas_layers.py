@@ -8,6 +8,7 @@ import math
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -395,3 +396,25 @@ def test_images_of_two_sizes_without_upsampling_exit_2_before_the_run_folder(tmp
     assert "set model.upsampling.use: true with a common wanted_size" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "runs" / "layers").exists()
+    checked = _deepscope("validate", str(cfg), cwd=tmp_path)  # the same verdict, from the file's metadata
+    assert (checked.returncode, checked.stderr) == (2, result.stderr)
+
+
+def test_validate_builds_the_model_for_the_files_shapes(atlas):
+    from deepscope import preflight
+    from deepscope.data.prepare import describe_data, prepare_data
+    from deepscope.errors import ConfigError
+
+    path, _ = atlas
+    cfg = load_config(_cli_config(Path(path).parent, path))
+    assert describe_data(cfg) == prepare_data(cfg).spec  # shapes, channels, gates, scalars, track features
+    preflight.check(cfg)
+    bad = load_config(_cli_config(Path(path).parent, path, upsampling={"use": False}))
+    with pytest.raises(ConfigError, match="the images differ in size"):
+        preflight.check(bad)
+    missing = load_config({**_cli_config(Path(path).parent, path), "data": _data(path, images={"em": ["em_barrel_Lr9"]})})
+    with pytest.raises(DataError, match="em_barrel_Lr9"):
+        preflight.check(missing)
+    labels = load_config({**_cli_config(Path(path).parent, path), "train": {"loss": "cross_entropy", "metrics": []},
+                          "model": {"top": {"units": [4, 3]}}})
+    assert describe_data(labels) is None  # classes come from every target: left to train

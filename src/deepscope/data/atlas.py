@@ -36,7 +36,7 @@ from deepscope.data.arrays import ArraySet
 from deepscope.data.atlas_plan import SetPlan, longest_tracks, plan_set, same_images, selected_rows
 from deepscope.errors import DataError
 
-__all__ = ["AtlasHDF5Store", "LAZY_THRESHOLD_BYTES", "load_atlas_hdf5", "open_atlas_hdf5"]
+__all__ = ["AtlasHDF5Store", "LAZY_THRESHOLD_BYTES", "describe_atlas_hdf5", "load_atlas_hdf5", "open_atlas_hdf5"]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,41 @@ def open_atlas_hdf5(cfg: Any) -> dict[str, "AtlasHDF5Store"]:
         rows, n = selected_rows(cfg.n_points.get(key), plan.n_events, key, path, plan.group)
         stores[key] = AtlasHDF5Store(path, plan, rows, n)
     return stores
+
+
+def describe_atlas_hdf5(cfg: Any, task: str) -> Any:
+    """The file's layout checked as :func:`open_atlas_hdf5` checks it, from its metadata, and one
+    event per set as the stand-in whose shapes the pre-flight checks build the model for.
+
+    The longest track list is not looked for (it takes a pass over the track datasets; the model
+    does not depend on it). ``None`` for a classification loss: the number of classes comes from
+    every target.
+
+    Raises:
+        DataError: what :func:`open_atlas_hdf5` raises for a missing or malformed file, group or dataset.
+    """
+    from deepscope.data.sources import Description
+
+    if task != "regression":
+        return None
+    path = Path(cfg.path)
+    with _open(path) as f:
+        plans = {key: plan_set(path, f, key, group, cfg)[0] for key, group in cfg.sets.items()}
+        same_images(path, plans)
+    max_tracks = int(cfg.max_tracks or 1) if cfg.tracks else 0
+    sets: dict[str, ArraySet] = {}
+    for key, plan in plans.items():
+        rows, n = selected_rows(cfg.n_points.get(key), plan.n_events, key, path, plan.group)
+        store = AtlasHDF5Store(path, replace(plan, max_tracks=max_tracks), rows, n)
+        try:
+            batch = store.read(np.arange(min(n, 1)))
+        finally:
+            store.close()
+        sets[key] = ArraySet(images=batch.get("images", {}), scalars=batch.get("scalars"),
+                             tracks=batch.get("tracks"), targets=batch.get("targets"),
+                             sample_weights=batch.get("sample_weights"),
+                             multiply_output_with=batch.get("multiply_output_with"))
+    return Description(sets)
 
 
 def load_atlas_hdf5(cfg: Any, data: Any = None) -> dict[str, "AtlasHDF5Store | ArraySet"]:

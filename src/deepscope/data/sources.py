@@ -335,6 +335,7 @@ DESCRIBERS: dict[str, str | Callable[[Any, str], Description | None]] = {
     "sklearn_digits": describe_sklearn_digits,
     "calorimeter": describe_calorimeter,
     "npz": describe_npz,
+    "atlas_hdf5": "deepscope.data.atlas:describe_atlas_hdf5",
 }
 
 
