@@ -14,7 +14,6 @@ import json
 import logging
 import sys
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from deepscope.errors import DeepscopeError

@@ -8,7 +8,6 @@ sources live in :class:`DataCommon`; sources that read user arrays of either cha
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator

@@ -7,7 +7,6 @@ form. Defaults are DeepCalo's (``shared/reference/SEED-FACTS.md`` §1) unless no
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, PositiveInt, field_validator, model_validator

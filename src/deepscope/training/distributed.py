@@ -18,12 +18,9 @@ processes with batch B train, log, checkpoint and stop like one process with bat
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,66 +31,12 @@ import torch.distributed as dist
 
 from deepscope.errors import CheckpointError
 from deepscope.training.environment import device_problem  # re-exported: the pre-flight checks import it from there
+from deepscope.training.processes import (RUN_ENV, handed_down_run, handing_down, process_count,  # re-exported
+                                          starts_as_rank_zero)
+from deepscope.training.quiet import quiet_lightning
 
 __all__ = ["DistributedSetup", "RUN_ENV", "StopTogether", "device_problem", "gather_outputs", "global_batch_loss",
            "handed_down_run", "handing_down", "process_count", "starts_as_rank_zero"]
-
-RUN_ENV = "DEEPSCOPE_DDP_RUN"
-
-
-def process_count(train: Any) -> int:
-    """Processes a ``train`` config section asks for: devices per node × nodes (``auto`` = 1 device)."""
-    devices = train.devices
-    per_node = len(devices) if isinstance(devices, list) else 1 if devices == "auto" else int(devices)
-    return per_node * int(train.num_nodes)
-
-
-def starts_as_rank_zero(train: Any) -> bool:
-    """Whether this process will be global rank 0 of the job ``train`` asks for: the one that writes (and
-    locks) the run folder. Read from the environment, before Lightning starts.
-
-    A config for one process always is, also under ``srun``. With several, the rank a launcher gave
-    the process decides (Lightning's order: ``RANK``, ``LOCAL_RANK``, ``SLURM_PROCID``,
-    ``JSM_NAMESPACE_RANK``; none means 0), and ``NODE_RANK``/``GROUP_RANK`` must be 0 on a node started
-    by hand. The processes Lightning's ``ddp`` launcher starts have ``LOCAL_RANK`` 1 or more.
-    """
-    if process_count(train) <= 1:
-        return True
-    rank = next((os.environ[k] for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
-                 if k in os.environ), "0")
-    node = os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", "0"))
-    return int(rank) == 0 and int(node) == 0
-
-
-@contextmanager
-def handing_down(run_path: Path, resume: bool) -> Iterator[None]:
-    """Put rank 0's run folder and resume decision where the processes Lightning starts will find them.
-
-    Lightning's ``ddp`` launcher starts them inside ``Trainer.fit`` with a copy of this process's
-    environment; the variable is removed again afterwards.
-    """
-    previous = os.environ.get(RUN_ENV)
-    os.environ[RUN_ENV] = json.dumps({"path": str(run_path), "resume": bool(resume)})
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(RUN_ENV, None)
-        else:
-            os.environ[RUN_ENV] = previous
-
-
-def handed_down_run() -> tuple[Path, bool] | None:
-    """Rank 0's run folder and resume decision, in a process Lightning started for it; else ``None``.
-
-    Such a process has ``LOCAL_RANK`` 1 or more; rank 0 itself never reads the variable.
-    """
-    raw = os.environ.get(RUN_ENV)
-    if raw is None or os.environ.get("LOCAL_RANK", "0") == "0":
-        return None
-    data = json.loads(raw)
-    return Path(data["path"]), bool(data["resume"])
-
 
 class DistributedSetup(L.Callback):
     """At the start of fit: shard the loaders by global rank and agree on the run folder.
@@ -114,8 +57,6 @@ class DistributedSetup(L.Callback):
         self.run, self.resume, self.loaders = run, resume, list(loaders)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        from deepscope.training.trainer import quiet_lightning
-
         quiet_lightning()  # again: ddp_spawn trains in fresh processes
         for loader in self.loaders:
             loader.sampler.shard(trainer.world_size, trainer.global_rank)

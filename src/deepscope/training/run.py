@@ -24,7 +24,7 @@ import yaml
 
 from deepscope.config.io import dump_yaml, to_dict
 from deepscope.errors import CheckpointError, ConfigError, RunInUse
-from deepscope.training.distributed import handed_down_run, starts_as_rank_zero
+from deepscope.training.processes import handed_down_run, starts_as_rank_zero
 from deepscope.training.lock import RunLock
 
 __all__ = ["RunDir", "claim_run", "config_diff", "open_run", "run_config", "write_config"]

@@ -6,7 +6,6 @@ prediction so the three can never disagree.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
