@@ -24,6 +24,15 @@ average before and after.
 
     python bench/overhead.py                   # defaults: about 1.5 minutes on 2 CPU cores
     python bench/overhead.py --filters 8 --block-depths 1,1,1 --batch-size 32   # a ~5 ms step
+    python bench/overhead.py --threads 1 --clock cpu   # robust on a shared or noisy machine
+
+``--clock cpu`` times both sides with this process's CPU time (``time.process_time``) instead of the
+wall clock: time the process spends descheduled (other processes, a busy hypervisor) is not
+counted, which on a shared 2-core VM makes the ratio repeatable to about ±0.01 where wall-clock
+ratios wander by ±0.04. Use it with ``--threads 1``: with more threads the CPU time also counts
+the OpenMP workers spinning while Python runs. The deepscope epoch is then timed from the start
+of its training batches to the end of its validation, as metrics.csv's ``epoch_time`` (the
+checkpoint writes of the epoch come after both).
 """
 
 from __future__ import annotations
@@ -50,6 +59,41 @@ from deepscope.config import load_config
 from deepscope.data.dataset import to_tensors
 from deepscope.data.prepare import prepare_data
 from deepscope.models.build import build_model
+
+CLOCK = time.perf_counter  # --clock cpu: time.process_time
+
+
+class ModelTime:
+    """CLOCK time spent inside the network's forward and in ``backward``, per side.
+
+    The compute of the model itself wanders by a few per cent from epoch to epoch on a shared
+    machine (frequency, caches), which is more than the overhead being measured. The time *outside*
+    the model's forward and backward (loader, loss, optimizer, hooks, logging) does not wander with
+    it, so its difference between the two sides is the overhead, free of that noise. Both sides go
+    through the same two wrappers (about a microsecond a call).
+    """
+
+    def __init__(self) -> None:
+        self.side = "deepscope"
+        self.total = {"plain": 0.0, "deepscope": 0.0}
+
+    def install(self) -> None:
+        from deepscope.models.nets.combined import CombinedNet
+
+        for owner, name in ((CombinedNet, "forward"), (torch.Tensor, "backward")):
+            setattr(owner, name, self._timed(getattr(owner, name)))
+
+    def _timed(self, fn: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = CLOCK()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.total[self.side] += CLOCK() - start
+        return wrapper
+
+
+MODEL_TIME = ModelTime()
 
 # --- data and config -------------------------------------------------------------------------------
 
@@ -131,11 +175,12 @@ class PlainLoop:
         self.loss_fn = torch.nn.MSELoss()
         self.gen = torch.Generator().manual_seed(seed)
 
-    def epoch(self) -> tuple[float, float]:
-        """One epoch; returns (seconds, mean training loss)."""
+    def epoch(self) -> tuple[float, float, float]:
+        """One epoch; returns (seconds, mean training loss, seconds inside the model's forward and backward)."""
         net, opt, loss_fn, x, y, bs = self.net, self.opt, self.loss_fn, self.x, self.y, self.batch_size
+        MODEL_TIME.side, model_start = "plain", MODEL_TIME.total["plain"]
         with torch.enable_grad():
-            start = time.perf_counter()
+            start = CLOCK()
             perm = torch.randperm(self.n, generator=self.gen)
             total = torch.zeros(())
             for i in range(0, self.n, bs):
@@ -147,8 +192,9 @@ class PlainLoop:
                 loss.backward()
                 opt.step()
                 total += loss.detach() * len(idx)
-            seconds = time.perf_counter() - start
-        return seconds, float(total) / self.n
+            seconds = CLOCK() - start
+        MODEL_TIME.side = "deepscope"
+        return seconds, float(total) / self.n, MODEL_TIME.total["plain"] - model_start
 
 
 # --- deepscope -------------------------------------------------------------------------------------
@@ -167,17 +213,28 @@ class BenchCallback(L.Callback):
         self.plain_times: list[float] = []
         self.plain_losses: list[float] = []
         self.batches: list[float] = []
-        self._start = 0.0
+        self.epochs: list[float] = []  # training batches and validation, on CLOCK
+        self.plain_outside: list[float] = []  # seconds outside the model's forward and backward, per epoch
+        self.outside: list[float] = []
+        self.outside_batches: list[float] = []  # the same for the training batches alone
+        self._start = self._model_start = 0.0
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         if self.plain is not None:
-            seconds, loss = self.plain.epoch()
+            seconds, loss, model = self.plain.epoch()
             self.plain_times.append(seconds)
             self.plain_losses.append(loss)
-        self._start = time.perf_counter()
+            self.plain_outside.append(seconds - model)
+        self._start, self._model_start = CLOCK(), MODEL_TIME.total["deepscope"]
 
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
-        self.batches.append(time.perf_counter() - self._start)
+        self.batches.append(CLOCK() - self._start)
+        self.outside_batches.append(self.batches[-1] - (MODEL_TIME.total["deepscope"] - self._model_start))
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        # runs before the system's own hook and the checkpoint callbacks (Lightning's order)
+        self.epochs.append(CLOCK() - self._start)
+        self.outside.append(self.epochs[-1] - (MODEL_TIME.total["deepscope"] - self._model_start))
 
 
 def run_deepscope(cfg_dict: dict[str, Any], data: dict[str, Any], plain: PlainLoop | None) -> dict[str, Any]:
@@ -197,8 +254,10 @@ def run_deepscope(cfg_dict: dict[str, Any], data: dict[str, Any], plain: PlainLo
         ds_experiment.build_trainer = original
     with open(Path(result.run_dir) / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    return {"epoch": [float(r["epoch_time"]) for r in rows], "loss": float(rows[-1]["train_loss"]),
-            "batches": bench.batches, "wall": wall, "plain": bench.plain_times, "plain_losses": bench.plain_losses}
+    epochs = [float(r["epoch_time"]) for r in rows] if CLOCK is time.perf_counter else bench.epochs
+    return {"epoch": epochs, "loss": float(rows[-1]["train_loss"]),
+            "batches": bench.batches, "wall": wall, "plain": bench.plain_times, "plain_losses": bench.plain_losses,
+            "outside": bench.outside, "outside_batches": bench.outside_batches, "plain_outside": bench.plain_outside}
 
 
 # --- report ----------------------------------------------------------------------------------------
@@ -238,11 +297,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="torch.set_num_threads, the same for both sides (default: all CPUs)")
     p.add_argument("--interleave", choices=("epoch", "run"), default="epoch",
                    help="alternate plain and deepscope every epoch (default) or every run")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="time with the wall clock (default) or this process's CPU time (use with --threads 1)")
     args = p.parse_args(argv)
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     if args.epochs < 2:
         p.error("--epochs must be at least 2 (the first epoch is discarded)")
 
     torch.set_num_threads(args.threads)
+    MODEL_TIME.install()
     print(f"deepscope {getattr(deepscope, '__version__', '?')}, torch {torch.__version__}, lightning {L.__version__}, "
           f"python {platform.python_version()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads; "
           f"load average before {load()}")
@@ -252,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     ds_all: list[float] = []
     ds_batches: list[float] = []
     pair_ratios: list[float] = []
+    outside: dict[str, list[float]] = {"plain": [], "deepscope": [], "batches": []}  # paired epochs only
     rows: list[tuple[str, ...]] = []
     with tempfile.TemporaryDirectory(prefix="deepscope-bench-") as tmp:
         plain = PlainLoop(make_config(args, Path(tmp), "plain"), data)
@@ -284,6 +349,9 @@ def main(argv: list[str] | None = None) -> int:
                     if paired:
                         plain_row(r, res["plain"], res["plain_losses"], "-")
                         pair_ratios += [pt / dt for pt, dt in zip(res["plain"][1:], timed)]
+                        outside["plain"] += res["plain_outside"][1:]
+                        outside["deepscope"] += res["outside"][1:]
+                        outside["batches"] += res["outside_batches"][1:]
                     ds_all.extend(timed)
                     ds_batches.extend(res["batches"][1:])
                     t = med(timed)
@@ -309,13 +377,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"plain loop: {plain_sps:7.0f} samples/s  {plain_t / steps * 1e3:6.2f} ms/step  "
           f"(median of {len(plain_all)} epochs)")
     print(f"deepscope:  {ds_sps:7.0f} samples/s  {ds_t / steps * 1e3:6.2f} ms/step  (median of {len(ds_all)} epochs, "
-          f"metrics.csv epoch_time)")
+          f"{'metrics.csv epoch_time' if args.clock == 'wall' else 'CPU time'})")
     print(f"  training batches {batches_t / steps * 1e3:.2f} ms/step, end of epoch (validation, checkpoints, metrics) "
           f"{(ds_t - batches_t) * 1e3:.0f} ms per epoch")
     print(f"  overhead per step vs plain: {(ds_t - plain_t) / steps * 1e3:.2f} ms "
           f"({(batches_t - plain_t) / steps * 1e3:.2f} ms in the training batches)")
     if pair_ratios:
         print(f"  median ratio of paired epochs: {med(pair_ratios):.3f}")
+    if outside["plain"]:
+        o_plain, o_ds, o_batches = (med(outside[k]) / steps * 1e3 for k in ("plain", "deepscope", "batches"))
+        extra = o_ds - o_plain
+        print(f"  outside the model's forward and backward: plain {o_plain:.2f} ms/step, deepscope {o_ds:.2f} "
+              f"ms/step with its end of epoch, {o_batches:.2f} ms/step in its training batches "
+              f"({o_batches - o_plain:.2f} ms more than plain)")
+        print(f"  overhead per step, model compute excluded: {extra:.2f} ms; at a 25 ms step that is a ratio "
+              f"of {25 / (25 + extra):.3f}, at a 5 ms step {5 / (5 + extra):.3f}")
     print(f"  ratio of the fastest epochs: {min(plain_all) / min(ds_all):.3f}")
     print(f"load average after {load()}")
     spread = max(_spread(plain_all), _spread(ds_all))

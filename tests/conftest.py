@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(autouse=True)
+def _restore_deepscope_logger():
+    """``cli.main()`` installs its own handler on the 'deepscope' logger; every test gets it back as it was."""
+    logger = logging.getLogger("deepscope")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ the schema and fail only when things are built are in tests/bad_configs_pretrain
 
 from __future__ import annotations
 
-import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -35,15 +34,6 @@ def expectations(path: Path) -> list[str]:
             break
         found.append(line.removeprefix("# expect:").strip())
     return found
-
-
-@pytest.fixture(autouse=True)
-def _restore_deepscope_logger():
-    # cli.main() installs its own handler on the 'deepscope' logger; leave it as other tests expect.
-    logger = logging.getLogger("deepscope")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved
 
 
 def test_corpus_is_large_and_well_formed():

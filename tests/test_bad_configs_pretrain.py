@@ -9,7 +9,6 @@ train must not have written a run folder. The checks are :mod:`deepscope.preflig
 
 from __future__ import annotations
 
-import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -23,15 +22,6 @@ from tests.test_bad_configs import FORBIDDEN, expectations
 
 BAD = Path(__file__).parent / "bad_configs_pretrain"
 FILES = sorted(BAD.glob("*.yaml"))
-
-
-@pytest.fixture(autouse=True)
-def _restore_deepscope_logger():
-    # cli.main() installs its own handler on the 'deepscope' logger; leave it as other tests expect.
-    logger = logging.getLogger("deepscope")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved
 
 
 def run(argv, capsys):

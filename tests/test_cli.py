@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import subprocess
 import sys
 import textwrap
@@ -22,15 +21,6 @@ from deepscope.errors import ConfigError
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "configs" / "digits.yaml"
 BAD = Path(__file__).parent / "bad_configs"
-
-
-@pytest.fixture(autouse=True)
-def _restore_deepscope_logger():
-    # cli.main() installs its own handler on the 'deepscope' logger; leave it as other tests expect.
-    logger = logging.getLogger("deepscope")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved
 
 
 def run_main(argv, capsys):

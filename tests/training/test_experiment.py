@@ -159,3 +159,34 @@ def test_layer_reg_constraints_hold_after_training(runs_dir, tiny_regression_dat
         assert float(w.norm(dim=1).max()) <= 0.5 + 1e-5
     for b in biases:
         assert float(b.min()) >= 0.0
+
+
+@pytest.mark.parametrize("tensorboard", [True, False])
+def test_step_loss_reaches_tensorboard_every_n_steps_and_is_skipped_without_a_reader(runs_dir, monkeypatch,
+                                                                                       tensorboard):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from deepscope.training.system import SupervisedSystem
+
+    calls: list[int] = []
+    original = SupervisedSystem.log
+
+    def counting_log(self, name, *args, **kwargs):
+        if name == "train_loss_step":
+            calls.append(int(self.global_step))
+        return original(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(SupervisedSystem, "log", counting_log)
+    cfg = small_config(runs_dir, log={"dir": str(runs_dir), "progress_bar": "none", "tensorboard": tensorboard,
+                                      "figures": False, "predictions": False, "every_n_steps": 4},
+                       train={"epochs": 2, "batch_size": 16, "loss": "cross_entropy", "optimizer": "adam"})
+    result = deepscope.train(cfg)
+    steps = int(torch.load(result.run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"])
+    if not tensorboard:  # metrics.csv keeps one row per epoch: no one reads per-step values
+        assert calls == []
+        return
+    # Lightning hands logged values to the loggers when (step + 1) % every_n_steps == 0
+    assert calls == [s for s in range(steps) if (s + 1) % 4 == 0]
+    events = EventAccumulator(str(next((result.run_dir / "tensorboard").rglob("events.out.tfevents.*"))))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train_loss_step")] == calls

@@ -173,13 +173,16 @@ def _no_split(value: Any, source: str, instead: str) -> Any:
     return value
 
 
-def _names(value: list[str], what: str) -> list[str]:
+def _names(value: list[str], what: str, where: str | None = None) -> list[str]:
+    """Non-empty names, none repeated; ``where`` (the key holding them) starts the messages."""
+    start = f"{where}: " if where else ""
     seen: set[str] = set()
     for name in value:
         if not name:
-            raise fail("empty_name", f"found an empty {what} name")
+            raise fail("empty_name", f"{start}found an empty {what} name")
         if name in seen:
-            raise fail("repeated_name", f"'{name}' is listed twice")
+            raise fail("repeated_name", f"{start}{what} '{name}' is listed twice" if where else
+                       f"'{name}' is listed twice")
         seen.add(name)
     return value
 
@@ -191,14 +194,7 @@ def _channel_list(datasets: list[str], where: str) -> list[str]:
     """The datasets of one image (or gate image), one channel each."""
     if not datasets:
         raise fail("empty_image", f"{where}: found an empty list; expected its datasets, one per channel")
-    seen: set[str] = set()
-    for name in datasets:
-        if not name:
-            raise fail("empty_name", f"{where}: found an empty dataset name")
-        if name in seen:
-            raise fail("repeated_name", f"{where}: dataset '{name}' is listed twice")
-        seen.add(name)
-    return datasets
+    return _names(datasets, "dataset", where)
 
 
 def _check_gates(images: list[str] | dict[str, list[str]], gates: bool | dict[str, list[str]],
