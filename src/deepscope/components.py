@@ -38,6 +38,8 @@ ARCHITECTURES.declare(
 )
 
 # --- data sources --------------------------------------------------------------------------------
+# ``describe``: "module:attr" of a function (data cfg, loss task) -> Description | None that tells the
+# data's shapes without reading its arrays, for the pre-flight checks (deepscope.data.sources.describe)
 SOURCES = Registry("data source")
 SOURCES.declare(
     "arrays",
@@ -48,12 +50,14 @@ SOURCES.declare(
 SOURCES.declare(
     "npz",
     "deepscope.data.sources:load_npz",
+    describe="deepscope.data.sources:describe_npz",
     aliases=("numpy",),
     doc="a NumPy .npz file: images/<name>, scalars, tracks, targets, sample_weights (optionally under train/ val/ test/)",
 )
 SOURCES.declare(
     "atlas_hdf5",
     "deepscope.data.atlas:load_atlas_hdf5",
+    describe="deepscope.data.atlas:describe_atlas_hdf5",
     aliases=("atlas", "deepcalo_hdf5"),
     doc="DeepCalo's ATLAS HDF5 layout: {set}/{img}_Lr{k} image layers or named per-layer datasets of any "
         "granularity, gate (timing) images, (N,) scalars, ragged (vlen) track features, ratio targets, "
@@ -62,6 +66,7 @@ SOURCES.declare(
 SOURCES.declare(
     "calorimeter",
     "deepscope.data.sources:load_calorimeter",
+    describe="deepscope.data.sources:describe_calorimeter",
     aliases=("atlas_calorimeter", "calo_sim"),
     doc="simulated ATLAS calorimeter electrons (toy): images + gate images, scalars, tracks, true energy "
         "target, accordion energy to multiply with; optionally written to and read back from ATLAS HDF5",
@@ -69,6 +74,7 @@ SOURCES.declare(
 SOURCES.declare(
     "sklearn_digits",
     "deepscope.data.sources:load_sklearn_digits",
+    describe="deepscope.data.sources:describe_sklearn_digits",
     aliases=("digits",),
     doc="scikit-learn's bundled 8x8 handwritten digits (1797 images, 10 classes); no download",
 )

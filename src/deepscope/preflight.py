@@ -179,10 +179,10 @@ def components(cfg: Any) -> list[tuple[str, Component]]:
 
 def _describe(cfg: Any) -> Any:
     """The data's spec from the source's description, or ``None``; with the spec's own check."""
-    from deepscope.data.sources import DESCRIBERS
+    from deepscope.components import SOURCES
 
-    if cfg.data.source not in DESCRIBERS:
-        return None
+    if "describe" not in SOURCES.entry(cfg.data.source).meta:
+        return None  # (preparing the description imports torch)
     from deepscope.data.prepare import check_target_standardization, describe_data
 
     spec = describe_data(cfg)

@@ -58,6 +58,11 @@ class ArraySet:
     sample_weights: np.ndarray | None = None
     multiply_output_with: np.ndarray | None = None
 
+    @classmethod
+    def from_batch(cls, batch: dict[str, Any]) -> "ArraySet":
+        """The set holding a batch in the data contract's layout (keys other than :data:`SET_KEYS` ignored)."""
+        return cls(images=dict(batch.get("images", {})), **{k: batch.get(k) for k in SET_KEYS[1:]})
+
     def __len__(self) -> int:
         for arr in self._arrays().values():
             return int(arr.shape[0])

@@ -113,10 +113,7 @@ def describe_atlas_hdf5(cfg: Any, task: str) -> Any:
             batch = store.read(np.arange(min(n, 1)))
         finally:
             store.close()
-        sets[key] = ArraySet(images=batch.get("images", {}), scalars=batch.get("scalars"),
-                             tracks=batch.get("tracks"), targets=batch.get("targets"),
-                             sample_weights=batch.get("sample_weights"),
-                             multiply_output_with=batch.get("multiply_output_with"))
+        sets[key] = ArraySet.from_batch(batch)
     return Description(sets)
 
 
@@ -393,8 +390,4 @@ class AtlasHDF5Store:
 
         for positions, batch in self.chunks():
             fill(out, batch, slice(int(positions[0]), int(positions[-1]) + 1))
-        return ArraySet(
-            images=out.get("images", {}), scalars=out.get("scalars"), tracks=out.get("tracks"),
-            targets=out.get("targets"), sample_weights=out.get("sample_weights"),
-            multiply_output_with=out.get("multiply_output_with"),
-        )
+        return ArraySet.from_batch(out)

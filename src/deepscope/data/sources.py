@@ -7,7 +7,8 @@ A source may also *describe* what it holds without reading its arrays (:func:`de
 pre-flight checks of ``deepscope validate``): a :class:`Description` holds stand-in sets of a few
 samples with the real per-sample shapes and dtypes, and target values that give
 ``prepare.derive_spec`` the same verdict as the real data (for labels: the smallest and the largest).
-A describer returns ``None`` when it cannot promise that; sources without one are not described.
+A source names its describer in its registry entry (``describe=`` in :mod:`deepscope.components`); a
+describer returns ``None`` when it cannot promise that, and sources without one are not described.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import importlib
 import json
 import os
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ import numpy as np
 from deepscope.data.arrays import SPLIT_NAMES, ArraySet, split_sets
 from deepscope.errors import ConfigError, DataError, did_you_mean
 
-__all__ = ["DESCRIBERS", "Description", "describe", "digits_set", "load_arrays", "load_calorimeter", "load_npz",
+__all__ = ["Description", "describe", "digits_set", "load_arrays", "load_calorimeter", "load_npz",
            "load_sklearn_digits", "read_npz_set"]
 
 Loaded = ArraySet | dict[str, ArraySet]
@@ -329,16 +330,6 @@ def _npz_stand_in(shape: tuple[int, ...], dtype: np.dtype, targets: np.ndarray |
     return np.zeros((min(shape[0], 2), *shape[1:]), dtype)
 
 
-# canonical source name -> describer (or "module:attribute"); ``arrays`` comes from the caller and
-# ``atlas_hdf5`` is not described yet
-DESCRIBERS: dict[str, str | Callable[[Any, str], Description | None]] = {
-    "sklearn_digits": describe_sklearn_digits,
-    "calorimeter": describe_calorimeter,
-    "npz": describe_npz,
-    "atlas_hdf5": "deepscope.data.atlas:describe_atlas_hdf5",
-}
-
-
 def describe(cfg: Any, task: str) -> Description | None:
     """Describe the data ``cfg`` (the ``data`` section) names without reading its arrays.
 
@@ -354,8 +345,10 @@ def describe(cfg: Any, task: str) -> Description | None:
         DataError, ConfigError: what loading the source would raise first (a missing file, options
             the simulator refuses).
     """
-    describer = DESCRIBERS.get(cfg.source)
-    if isinstance(describer, str):
-        module, _, attr = describer.partition(":")
-        describer = getattr(importlib.import_module(module), attr)
-    return None if describer is None else describer(cfg, task)
+    from deepscope.components import SOURCES
+
+    target = SOURCES.entry(cfg.source).meta.get("describe")
+    if target is None:
+        return None
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)(cfg, task)
