@@ -169,6 +169,9 @@ def test_every_loss_has_per_sample_output_and_gradients():
         if meta["task"] == "multiclass":
             pred = torch.rand(B, 3, dtype=torch.float64) + 0.1
             target = torch.randint(0, 3, (B,))
+        elif meta.get("dense"):  # image losses take (B, C, *spatial)
+            pred = torch.rand(B, 1, 8, 8, dtype=torch.float64)
+            target = torch.rand(B, 1, 8, 8, dtype=torch.float64)
         else:
             pred = torch.rand(B, 2, dtype=torch.float64) * 0.8 + 0.1
             target = torch.rand(B, 2, dtype=torch.float64)

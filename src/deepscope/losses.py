@@ -2,7 +2,8 @@
 
 Names, aliases and what output each expects (values, logits or probabilities) are declared in
 :mod:`deepscope.components`. Keras' definitions are followed where the name is Keras' (``mape`` is
-in percent, ``categorical_crossentropy`` takes probabilities clipped at 1e-7).
+in percent, ``categorical_crossentropy`` takes probabilities clipped at 1e-7). ``ssim`` follows
+scikit-image's ``structural_similarity`` with Gaussian weights (see :func:`ssim`).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import torch.nn.functional as F
 
 from deepscope.components import LOSSES
 from deepscope.config.common import Component
+from deepscope.errors import ConfigError, DataError
 from deepscope.registry import check_kwargs
 
-__all__ = ["make_loss"]
+__all__ = ["make_loss", "make_weighted_loss"]
 
 _EPS = 1e-7
 
@@ -78,6 +80,108 @@ def categorical_crossentropy(pred: torch.Tensor, target: torch.Tensor) -> torch.
     return -(target * torch.log(p.clamp(_EPS, 1.0 - _EPS))).sum(-1)
 
 
+def _gaussian_window(size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    x = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
+    w = torch.exp(-0.5 * (x / sigma) ** 2)
+    return w / w.sum()
+
+
+def _window_size(dim: int, win_size: int) -> int:
+    # a dim smaller than the window gets the largest odd window that fits (scikit-image refuses instead)
+    return min(win_size, dim if dim % 2 else dim - 1)
+
+
+_CONV = {2: F.conv2d, 3: F.conv3d}
+
+
+def _gaussian_valid(x: torch.Tensor, win_size: int, sigma: float) -> torch.Tensor:
+    """Separable Gaussian filter over the spatial dims of (N, 1, *S), without padding: (N, 1, *S')."""
+    conv = _CONV[x.ndim - 2]
+    for axis, dim in enumerate(x.shape[2:]):
+        size = _window_size(dim, win_size)
+        if size == 1:
+            continue
+        shape = [1, 1] + [1] * (x.ndim - 2)
+        shape[2 + axis] = size
+        x = conv(x, _gaussian_window(size, sigma, x.dtype, x.device).reshape(shape))
+    return x
+
+
+def ssim(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    win_size: int = 7,
+    sigma: float = 1.5,
+    k1: float = 0.01,
+    k2: float = 0.03,
+    data_range: float | None = None,
+) -> torch.Tensor:
+    """1 - SSIM per sample, for images (B, C, H, W) or cubes (B, C, D, H, W).
+
+    SSIM is Wang et al. (2004) as scikit-image computes it with ``gaussian_weights=True,
+    use_sample_covariance=False``: local means, variances and covariance under a normalised Gaussian
+    window (``sigma`` pixels, ``win_size`` taps per dim, applied separably), the SSIM map kept only
+    where the window fits inside the image (scikit-image's crop of ``(win_size - 1) // 2``), then
+    averaged over channels and pixels. scikit-image's Gaussian has 11 taps for sigma 1.5 (its
+    ``truncate=3.5``): ``win_size=11`` reproduces it; the default 7 cuts the Gaussian at 2 sigma.
+
+    A spatial dim smaller than ``win_size`` gets the largest odd window that fits it (a dim of 4
+    gets 3 taps, a dim of 1 none). Computed in float32 (float64 inputs stay float64), also under
+    autocast.
+
+    Args:
+        pred: predictions (B, C, *S), S two or three spatial dims.
+        target: targets of the same shape.
+        win_size: odd number of window taps per spatial dim.
+        sigma: standard deviation of the Gaussian window in pixels.
+        k1: stabiliser of the luminance term, C1 = (k1 * data_range)^2.
+        k2: stabiliser of the contrast-structure term, C2 = (k2 * data_range)^2.
+        data_range: value range of the data. ``None``: per sample, the target's max - min; where that
+            is 0, its max |value|; where that is 0 too, 1.
+
+    Returns:
+        (B,) loss, 0 where pred equals target.
+
+    Raises:
+        ConfigError: ``win_size`` is not a positive odd integer, or ``sigma`` / ``data_range`` is not > 0.
+        DataError: the shapes differ or are not (B, C, H, W) / (B, C, D, H, W).
+    """
+    if isinstance(win_size, bool) or not isinstance(win_size, int) or win_size < 1 or win_size % 2 == 0:
+        raise ConfigError(f"loss ssim: config.win_size must be an odd integer >= 1; found {win_size!r}")
+    if not sigma > 0:
+        raise ConfigError(f"loss ssim: config.sigma must be > 0; found {sigma!r}")
+    if data_range is not None and not data_range > 0:
+        raise ConfigError(f"loss ssim: config.data_range must be > 0 or null; found {data_range!r}")
+    if pred.shape != target.shape or pred.ndim - 2 not in _CONV:
+        raise DataError(
+            f"loss ssim: pred {tuple(pred.shape)} and target {tuple(target.shape)} must have one shape, "
+            "(B, C, H, W) or (B, C, D, H, W)"
+        )
+    dtype = torch.promote_types(pred.dtype, torch.float32)
+    with torch.autocast(device_type=pred.device.type, enabled=False):
+        x, y = pred.to(dtype), target.to(dtype)
+        b, c = x.shape[:2]
+        if data_range is None:
+            flat = y.detach().reshape(b, -1)
+            r = flat.amax(1) - flat.amin(1)
+            r = torch.where(r > 0, r, flat.abs().amax(1))
+            r = torch.where(r > 0, r, torch.ones_like(r))
+        else:
+            r = torch.full((b,), float(data_range), dtype=dtype, device=x.device)
+        c1 = (k1 * r) ** 2
+        c2 = (k2 * r) ** 2
+        maps = torch.stack([x, y, x * x, y * y, x * y])  # (5, B, C, *S)
+        mu_x, mu_y, m_xx, m_yy, m_xy = _gaussian_valid(
+            maps.reshape(-1, 1, *x.shape[2:]), win_size, sigma
+        ).reshape(5, b, c, -1)  # each (B, C, P), P pixels where the window fits
+        var_x = m_xx - mu_x ** 2
+        var_y = m_yy - mu_y ** 2
+        cov = m_xy - mu_x * mu_y
+        c1, c2 = c1[:, None, None], c2[:, None, None]
+        s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
+        return 1.0 - s.mean((1, 2))
+
+
 def make_loss(spec: Component, path: str = "train.loss") -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The per-sample loss function for a spec, with its config bound."""
     fn = LOSSES.get(spec.class_name)
@@ -86,3 +190,35 @@ def make_loss(spec: Component, path: str = "train.loss") -> Callable[[torch.Tens
         return fn
     kwargs = dict(spec.config)
     return lambda pred, target: fn(pred, target, **kwargs)
+
+
+def make_weighted_loss(
+    terms: list[tuple[Component, float]], path: str = "train.loss"
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The per-sample weighted sum of several losses, each built with :func:`make_loss`.
+
+    Args:
+        terms: (spec, weight) pairs; every weight finite and >= 0.
+        path: dotted config path of the list; term ``i`` is reported as ``{path}[i]``.
+
+    Returns:
+        ``fn(pred, target) -> (B,)`` = sum of weight * term(pred, target).
+
+    Raises:
+        ConfigError: no terms, a weight that is negative or not finite, or an unknown term option.
+    """
+    if not terms:
+        raise ConfigError(f"{path}: found no loss terms; expected at least one (spec, weight) pair")
+    built = []
+    for i, (spec, weight) in enumerate(terms):
+        if not math.isfinite(weight) or weight < 0:
+            raise ConfigError(f"{path}[{i}].weight: found {weight!r}; expected a finite number >= 0")
+        built.append((make_loss(spec, f"{path}[{i}]"), float(weight)))
+
+    def weighted(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        total = built[0][1] * built[0][0](pred, target)
+        for fn, weight in built[1:]:
+            total = total + weight * fn(pred, target)
+        return total
+
+    return weighted
