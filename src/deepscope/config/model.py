@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from deepscope.components import ACTIVATIONS, CONSTRAINTS, INITIALIZERS, NORMALIZATIONS, REGULARIZERS
+from deepscope.components import ACTIVATIONS, ARCHITECTURES, CONSTRAINTS, INITIALIZERS, NORMALIZATIONS, REGULARIZERS
 from deepscope.config.common import AbsolutePath, StrictModel, component, fail
 
 __all__ = ["CNNConfig", "CombinedParams", "ModelConfig", "ScalarNetConfig", "TopConfig", "TrackNetConfig"]
@@ -248,4 +248,15 @@ class CombinedParams(StrictModel):
         return self
 
 
-ModelConfig = Annotated[Union[CombinedParams], Field(discriminator="architecture")]
+def _params_models() -> tuple[type[StrictModel], ...]:
+    """The params model of every registered architecture (``params=`` of its ``ARCHITECTURES`` entry)."""
+    import importlib
+
+    models = []
+    for entry in ARCHITECTURES.entries():
+        module, _, attr = str(entry.params).partition(":")
+        models.append(CombinedParams if attr == "CombinedParams" else getattr(importlib.import_module(module), attr))
+    return tuple(models)
+
+
+ModelConfig = Annotated[Union[_params_models()], Field(discriminator="architecture")]  # type: ignore[misc]

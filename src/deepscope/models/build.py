@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 
@@ -24,9 +26,13 @@ def build_model(model_cfg: object, spec: InputSpec, loss_name: str | None = None
         ConfigError: the model does not fit the data (output size, dims, grouped channels…).
     """
     build = ARCHITECTURES.get(model_cfg.architecture)  # type: ignore[attr-defined]
-    model = build(spec, model_cfg)
+    if loss_name is not None and "task" in inspect.signature(build).parameters:
+        # the loss tells a classifier from a regressor where the targets alone do not (multi-label 0/1 floats)
+        model = build(spec, model_cfg, task=LOSSES.entry(loss_name).meta["task"])
+    else:
+        model = build(spec, model_cfg)
     if loss_name is not None:
-        check_output(model, spec, loss_name)
+        check_output(model, spec, loss_name, "model.top.units" if hasattr(model_cfg, "top") else "model.out_channels")
     return model
 
 
@@ -51,21 +57,22 @@ def output_width(model: nn.Module, spec: InputSpec) -> int:
     return int(out[0].numel())
 
 
-def check_output(model: nn.Module, spec: InputSpec, loss_name: str) -> None:
-    """The model's output must fit the targets (one per class for labels)."""
+def check_output(model: nn.Module, spec: InputSpec, loss_name: str, key: str = "model.top.units") -> None:
+    """The model's output must fit the targets (one per class for labels); ``key`` sets its size."""
     width = output_width(model, spec)
     task = LOSSES.entry(loss_name).meta["task"]
     if spec.target_kind == "label":
         if width < (spec.n_classes or 0):
             raise ConfigError(
-                f"model.top.units: the model has {width} output(s) but the targets have {spec.n_classes} classes "
-                f"(labels 0..{(spec.n_classes or 1) - 1}); make the last entry of units {spec.n_classes}"
+                f"{key}: the model has {width} output(s) but the targets have {spec.n_classes} classes "
+                f"(labels 0..{(spec.n_classes or 1) - 1}); " + (f"make the last entry of units {spec.n_classes}"
+                                                  if key == "model.top.units" else f"make it {spec.n_classes}")
             )
         return
     if width != spec.output_size:
         what = f"per-sample shape {spec.target_shape}" if spec.target_shape else "one number per sample"
-        hint = "; the last entry of model.top.units is the output size" if task else ""
+        hint = "; the last entry of model.top.units is the output size" if key == "model.top.units" else ""
         raise ConfigError(
-            f"model.top.units: the model has {width} output(s) per sample but the targets have {what} "
+            f"{key}: the model has {width} output(s) per sample but the targets have {what} "
             f"({spec.output_size} value(s)){hint}"
         )
