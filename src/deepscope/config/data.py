@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
+from deepscope.config.augment import AugmentConfig
 from deepscope.config.common import AbsolutePath, StrictModel, fail
 from deepscope.errors import did_you_mean
 
@@ -127,6 +128,8 @@ class DataCommon(StrictModel):
     standardize: StandardizeConfig = Field(default_factory=StandardizeConfig)
     num_workers: int = Field(0, ge=0, description="background processes that load batches")
     check_finite: bool = Field(True, description="refuse data with NaN or inf before training")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig,
+                                   description="random augmentation of training batches (all off by default)")
 
 
 class DataBase(DataCommon):
@@ -531,6 +534,9 @@ class CalorimeterData(DataCommon):
         return "last"
 
 
+from deepscope.config.fits import FitsDirsData, RadioCubesData  # noqa: E402  (they build on DataCommon above)
+
 DataConfig = Annotated[
-    Union[ArraysData, NpzData, DigitsData, AtlasHDF5Data, CalorimeterData], Field(discriminator="source")
+    Union[ArraysData, NpzData, DigitsData, AtlasHDF5Data, CalorimeterData, FitsDirsData, RadioCubesData],
+    Field(discriminator="source"),
 ]
