@@ -16,7 +16,8 @@ ENTRIES = [(kind, entry.name) for kind, reg in ALL_REGISTRIES.items() for entry 
 
 def test_every_kind_is_registered_and_non_empty():
     assert set(ALL_REGISTRIES) == {"architectures", "sources", "losses", "metrics", "optimizers",
-                                   "activations", "initializers", "normalizations", "regularizers", "constraints", "schedules"}
+                                   "activations", "initializers", "normalizations", "regularizers", "constraints", "schedules",
+                                   "tasks"}
     for kind, reg in ALL_REGISTRIES.items():
         assert len(reg) > 0, kind
     assert len(ENTRIES) == sum(len(r) for r in ALL_REGISTRIES.values())
@@ -68,7 +69,7 @@ def test_metric_meta(name):
 
 def test_metric_tasks():
     classification = {n for n in METRICS.names() if METRICS.entry(n).meta["task"] == "classification"}
-    assert classification == {"accuracy", "auc"}
+    assert classification == {"accuracy", "auc", "precision", "recall", "f1"}
 
 
 def _tags(annotation, field):

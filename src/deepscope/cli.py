@@ -114,7 +114,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     result = predict(args.run, args.input, args.output, channels=args.channels, checkpoint=args.checkpoint,
                      overrides=args.override)
-    print(f"wrote {len(result['index'])} predictions to {args.output} (keys: {', '.join(result)})")
+    if "files" in result:  # a folder of files in, one file per input out (e.g. FITS cubes)
+        print(f"wrote {len(result['files'])} file(s) to {args.output}")
+    else:
+        print(f"wrote {len(result['index'])} predictions to {args.output} (keys: {', '.join(result)})")
     return 0
 
 
@@ -124,11 +127,18 @@ def _print_metrics(metrics: dict[str, dict[str, float]], title: str) -> None:
 
     table = Table(title=title, title_justify="left")
     names = sorted({k for m in metrics.values() for k in m})
-    table.add_column("split")
-    for n in names:
-        table.add_column(n, justify="right")
-    for split, values in metrics.items():
-        table.add_row(split, *(f"{values[n]:.4g}" if n in values else "" for n in names))
+    if len(names) > 6:  # many metrics (per-column ones, baselines): one row per metric, a column per split
+        table.add_column("metric")
+        for split in metrics:
+            table.add_column(split, justify="right")
+        for n in names:
+            table.add_row(n, *(f"{values[n]:.4g}" if n in values else "" for values in metrics.values()))
+    else:
+        table.add_column("split")
+        for n in names:
+            table.add_column(n, justify="right")
+        for split, values in metrics.items():
+            table.add_row(split, *(f"{values[n]:.4g}" if n in values else "" for n in names))
     Console().print(table)
 
 
@@ -190,8 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", parents=[sub_common, overrides], help="apply a run's model to new data")
     p.add_argument("run", help="run folder (runs/<name>)")
-    p.add_argument("--input", required=True, help=".npz with images/<name>, scalars, tracks (targets optional)")
-    p.add_argument("--output", required=True, help="where to write the predictions (.npz)")
+    p.add_argument("--input", required=True, help=".npz with images/<name>, scalars, tracks (targets optional), "
+                                                  "or a folder of files in the run's source format (FITS cubes)")
+    p.add_argument("--output", required=True, help="where to write the predictions (.npz; a folder for a folder "
+                                                   "input: one FITS cube per input cube, or a parameters CSV)")
     p.add_argument("--channels", choices=("last", "first"), help="image layout in --input (default: the run's)")
     p.add_argument("--checkpoint", help="checkpoint file (default: best.ckpt, or last.ckpt when "
                                         "train.restore_best_weights is false)")

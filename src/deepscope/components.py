@@ -24,17 +24,61 @@ __all__ = [
     "REGULARIZERS",
     "CONSTRAINTS",
     "SCHEDULES",
+    "TASKS",
     "ALL_REGISTRIES",
 ]
 
+# --- task families (what kind of experiment: its system, targets, predictions, metrics, figures) ----
+TASKS = Registry("task family")
+TASKS.declare(
+    "supervised",
+    "deepscope.tasks.supervised:SupervisedFamily",
+    doc="one net, one loss on targets: regression, binary, multi-class, multi-label (sigmoid per label) and "
+        "dense targets (images/cubes with the input's spatial size: deconvolution, segmentation)",
+)
+
 # --- architectures -----------------------------------------------------------------------------
+# params: "module:attr" of the pydantic model of the net's options (its ``architecture`` Literal tells
+# the nets apart in ``model``); the config's union of architectures is built from these entries.
 ARCHITECTURES = Registry("architecture")
+_P = "deepscope.config.nets."
+_N = "deepscope.models.nets."
 ARCHITECTURES.declare(
     "combined",
     "deepscope.models.nets.combined:build_combined",
+    params="deepscope.config.model:CombinedParams",
     aliases=("deepcalo",),
     doc="DeepCalo's combined model: gate net, upsampling, CNN (simple/res, FiLM), network in network, "
         "scalar net, track net (Deep Sets), FiLM generator, top",
+)
+
+ARCHITECTURES.declare(
+    "resnet", _N + "resnet:build_resnet", params=_P + "resnet:ResNetParams",
+    doc="ResNet 2D/3D (basic or bottleneck blocks, depths per stage), stem conv k7 s2 + max pool; "
+        "dmode deconvolver | regressor | classifier",
+)
+ARCHITECTURES.declare(
+    "densenet", _N + "densenet:build_densenet", params=_P + "densenet:DenseNetParams",
+    doc="DenseNet 2D/3D (growth_rate, layers per dense block, bottleneck); dmode deconvolver | regressor | classifier",
+)
+ARCHITECTURES.declare(
+    "vgg", _N + "vgg:build_vgg", params=_P + "vgg:VGGParams",
+    doc="VGG 2D/3D (repeated convolutions per block, max pooling); dmode deconvolver | regressor | classifier",
+)
+ARCHITECTURES.declare(
+    "unet", _N + "unet:build_unet", params=_P + "unet:UNetParams",
+    aliases=("u-net", "u_net"),
+    doc="U-Net 2D/3D (encoder, skip-concatenating decoder); dmode deconvolver | regressor | classifier",
+)
+ARCHITECTURES.declare(
+    "cae", _N + "cae:build_cae", params=_P + "cae:CAEParams",
+    aliases=("autoencoder", "convolutional_autoencoder"),
+    doc="convolutional autoencoder 2D/3D (encoder, dense latent of latent_size, decoder without skips)",
+)
+ARCHITECTURES.declare(
+    "deepfocus", _N + "deepfocus:build_deepfocus", params=_P + "deepfocus:DeepFocusParams",
+    doc="DeepFocus's net: ResNet encoder (stem k7 s2 + max pool), dense latent, decoder with transposed "
+        "convolutions, interpolation and skip connections; dmode deconvolver | regressor | classifier",
 )
 
 # --- data sources --------------------------------------------------------------------------------
@@ -79,6 +123,28 @@ SOURCES.declare(
     doc="scikit-learn's bundled 8x8 handwritten digits (1797 images, 10 classes); no download",
 )
 
+SOURCES.declare(
+    "fits_dirs",
+    "deepscope.data.fits:load_fits_dirs",
+    describe="deepscope.data.fits:describe_fits_dirs",
+    predict="deepscope.data.fits:predict_folder",
+    baselines="deepscope.evaluation.deconvolution:split_scores",
+    aliases=("fits", "deepfocus_fits"),
+    doc="DeepFocus's Train/ Validation/ Test/ folders of FITS cubes with train_params.csv, valid_params.csv, "
+        "test_params.csv: paired dirty/clean cubes (deconvolution), crops around catalogued sources "
+        "(sources), or whole cubes (cubes); predictions written as FITS with the input's header",
+)
+SOURCES.declare(
+    "radio_cubes",
+    "deepscope.data.fits:load_radio_cubes",
+    describe="deepscope.data.fits:describe_radio_cubes",
+    predict="deepscope.data.fits:predict_folder",
+    baselines="deepscope.evaluation.deconvolution:split_scores",
+    aliases=("radio", "alma_sim"),
+    doc="simulated radio cubes (elliptical sources with spectral lines and continuum, elliptical beam, "
+        "correlated noise, a catalogue per cube) written as a fits_dirs folder and read from it",
+)
+
 # --- losses ----------------------------------------------------------------------------------------
 # meta: output = what the model's output must be ("values", "logits" or "probs");
 #       task = "regression", "binary" (also multi-label) or "multiclass".
@@ -98,6 +164,10 @@ LOSSES.declare("msle", _L + "msle", aliases=("mean_squared_logarithmic_error",),
                output="values", task="regression", doc="(log1p(pred) - log1p(target))^2 (Keras)")
 LOSSES.declare("poisson", _L + "poisson", aliases=("PoissonNLLLoss",),
                output="values", task="regression", doc="pred - target * log(pred) (Keras)")
+LOSSES.declare("ssim", _L + "ssim", aliases=("ssim_loss", "SSIMLoss"),
+               output="values", task="regression", dense=True,
+               doc="1 - SSIM of images/cubes (2D or 3D Gaussian window; config: win_size 7, sigma 1.5, k1, k2, "
+                   "data_range per sample from the target when not given)")
 LOSSES.declare("bce", _L + "bce", aliases=("binary_crossentropy", "binary_cross_entropy", "BCELoss"),
                output="probs", task="binary", doc="binary cross entropy on probabilities (sigmoid output)")
 LOSSES.declare("bce_with_logits", _L + "bce_with_logits",
@@ -135,6 +205,23 @@ METRICS.declare("mape", _M + "mape", aliases=("mean_absolute_percentage_error",)
 METRICS.declare("resolution", _M + "resolution", aliases=("relative_resolution", "iqr_resolution"),
                 task="regression",
                 doc="robust relative resolution: IQR / (1.349 * median) of pred/target")
+
+METRICS.declare("psnr", _M + "psnr", aliases=("peak_signal_to_noise_ratio",), task="regression", dense=True,
+                doc="peak signal-to-noise ratio in dB per sample (peak = the target's max - min), averaged")
+METRICS.declare("ssim", _M + "ssim", aliases=("structural_similarity",), task="regression", dense=True,
+                doc="structural similarity of images/cubes per sample (Gaussian window 7, sigma 1.5), averaged")
+METRICS.declare("mae_per_column", _M + "mae_per_column", aliases=("column_mae",), task="regression",
+                per_column=True, column_prefix="mae", doc="mean absolute error of each target column, logged as mae_<column>")
+METRICS.declare("within_10_percent", _M + "within_10_percent", aliases=("within10",), task="regression",
+                per_column=True, doc="fraction of samples whose prediction is within 10% of the target, per column "
+                                     "(DeepFocus's flux criterion)")
+METRICS.declare("precision", _M + "precision", task="classification", per_column=True, input="classes",
+                doc="precision per label (multi-label) or class (multi-class), logged as precision_<label>; the "
+                    "mean over labels as precision")
+METRICS.declare("recall", _M + "recall", task="classification", per_column=True, input="classes",
+                doc="recall per label or class, logged as recall_<label>; the mean as recall")
+METRICS.declare("f1", _M + "f1", aliases=("f1_score", "f_score"), task="classification", per_column=True,
+                input="classes", doc="F1 per label or class, logged as f1_<label>; the mean as f1")
 
 # --- optimizers --------------------------------------------------------------------------------------
 OPTIMIZERS = Registry("optimizer")
@@ -252,4 +339,5 @@ ALL_REGISTRIES: dict[str, Registry] = {
     "regularizers": REGULARIZERS,
     "constraints": CONSTRAINTS,
     "schedules": SCHEDULES,
+    "tasks": TASKS,
 }

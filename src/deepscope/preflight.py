@@ -64,6 +64,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from deepscope.config.common import Component
+from deepscope.config.train import LossTerm
 from deepscope.errors import ConfigError, DeepscopeError
 
 __all__ = ["COMPONENT_FIELDS", "check", "components", "last_checkpoint"]
@@ -133,6 +134,11 @@ def check(cfg: Any) -> None:
     spec = None
     with problems.catch("data"):
         spec = _describe(cfg)
+    if spec is not None:
+        from deepscope.tasks import family_for
+
+        with problems.catch("train"):
+            family_for(cfg).check_data(cfg, spec)  # the task family's checks of the config against the data
     # a component without options is its name, which the config checked
     parts = [(path, part) for path, part in components(cfg)
              if part.config and COMPONENT_FIELDS[_field(path)] != "optimizer"]
@@ -162,6 +168,8 @@ def components(cfg: Any) -> list[tuple[str, Component]]:
     def walk(node: Any, path: str) -> None:
         if isinstance(node, Component):
             found.append((path, node))
+        elif isinstance(node, LossTerm):  # a term of a weighted sum of losses
+            found.append((path, node.component()))
         elif isinstance(node, BaseModel):
             for name in type(node).model_fields:
                 walk(getattr(node, name), f"{path}.{name}")
@@ -192,7 +200,7 @@ def _describe(cfg: Any) -> Any:
 
 
 def _field(path: str) -> str:
-    return path.rsplit(".", 1)[-1]
+    return re.sub(r"\[\d+\]$", "", path.rsplit(".", 1)[-1])
 
 
 def _needs_torch(cfg: Any) -> bool:
@@ -242,7 +250,7 @@ def _build_component(path: str, spec: Component) -> None:
 def _build_model(cfg: Any, spec: Any) -> Any:
     from deepscope.models.build import build_model
 
-    return build_model(cfg.model, spec, cfg.train.loss.class_name)
+    return build_model(cfg.model, spec, cfg.train.loss_name)
 
 
 def last_checkpoint(cfg: Any) -> Path:

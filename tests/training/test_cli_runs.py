@@ -129,6 +129,10 @@ def test_example_configs_smoke_train(tmp_path):
             data_file = _write_documented_file(path, tmp_path / "data_files" / path.stem)
             extra = ["-o", f"data.path={data_file}", "-o", "data.n_points.train=300", "-o", "data.n_points.val=100",
                      "-o", "data.n_points.test=100"]
+        if source == "radio_cubes":
+            # a few small simulated cubes, written to the test's folder
+            extra = ["-o", f"data.path={tmp_path / ('radio_' + path.stem)}", "-o", "data.n_cubes.train=4",
+                     "-o", "data.n_cubes.val=2", "-o", "data.n_cubes.test=2"]
         code = main(["train", str(path), "-o", f"log.dir={tmp_path}", "-o", "train.max_steps=3",
                      "-o", "train.epochs=1", "-o", "log.progress_bar=none", "-o", "log.figures=false", *extra])
         assert code == 0, path

@@ -388,7 +388,7 @@ class ModelContainer:
 
             cfg = self.experiment.cfg
             self.spec = prepare_data(cfg, self.data).spec
-            self.model = build_model(cfg.model, self.spec, cfg.train.loss.class_name)
+            self.model = build_model(cfg.model, self.spec, cfg.train.loss_name)
             for line in load_pretrained(self.model, cfg.model.pretrained_model, self.spec):
                 log.info(line)
         return self.model

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Union
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Tag, ValidationError
 
 from deepscope.errors import ConfigError, did_you_mean
 
@@ -282,6 +282,13 @@ def _candidates(annotation: Any, discriminator: str | None = None) -> tuple[list
         tags = None
         if isinstance(discriminator, str):
             tags = {tag: m for m in found for tag in _tags(m, discriminator)}
+        else:  # a callable discriminator: the branches carry pydantic Tags (e.g. train.loss: one | sum)
+            tags = {}
+            for arg in typing.get_args(annotation):
+                inner = _candidates(arg)[0]
+                metas = typing.get_args(arg)[1:] if typing.get_origin(arg) is typing.Annotated else ()
+                tags.update({meta.tag: inner[0] for meta in metas if isinstance(meta, Tag) and inner})
+            tags = tags or None
         return found, tags
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         if isinstance(discriminator, str) and discriminator in annotation.model_fields:

@@ -12,8 +12,8 @@ from typing import Any
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from deepscope.components import ARCHITECTURES, LOSSES, METRICS, SOURCES
-from deepscope.config.common import StrictModel
+from deepscope.components import ARCHITECTURES, LOSSES, METRICS, SOURCES, TASKS
+from deepscope.config.common import StrictModel, registry_name
 from deepscope.config.data import ArraysData, DataConfig
 from deepscope.config.log import LogConfig
 from deepscope.config.model import CombinedParams, ModelConfig
@@ -32,6 +32,8 @@ class ExperimentConfig(StrictModel):
 
     name: str = Field("run", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=120)
     seed: int = Field(0, ge=0)
+    task: registry_name(TASKS) | None = Field(  # type: ignore[valid-type]
+        None, description="the task family (deepscope list tasks); inferred from the loss and targets when left out")
     data: DataConfig = Field(default_factory=ArraysData)
     model: ModelConfig = Field(default_factory=CombinedParams)
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -58,7 +60,9 @@ class ExperimentConfig(StrictModel):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "ExperimentConfig":
+        fill_default_metrics(self)
         problems = [msg for check in CHECKS if (msg := check(self))]
+        problems += check_task_family(self)
         if problems:
             raise PydanticCustomError("cross_check", "{msgs}", {"msgs": "\n".join(problems)})
         return self
@@ -67,8 +71,33 @@ class ExperimentConfig(StrictModel):
 # --- cross-field checks -----------------------------------------------------------------------------
 
 
+def check_task_family(cfg: ExperimentConfig) -> list[str]:
+    """The task family's own checks; its default metrics fill an empty ``train.metrics`` (first, so the
+    monitor check sees them)."""
+    from deepscope.errors import ConfigError
+    from deepscope.tasks import family_for
+
+    try:
+        family = family_for(cfg)
+    except ConfigError as exc:
+        return [str(exc)]
+    return family.check_config(cfg)
+
+
+def fill_default_metrics(cfg: ExperimentConfig) -> None:
+    if cfg.train.metrics:
+        return
+    from deepscope.errors import ConfigError
+    from deepscope.tasks import family_for
+
+    try:
+        cfg.train.metrics = family_for(cfg).default_metrics(cfg)
+    except ConfigError:
+        pass  # reported by check_task_family
+
+
 def _loss_meta(cfg: ExperimentConfig) -> dict[str, Any]:
-    return LOSSES.entry(cfg.train.loss.class_name).meta
+    return LOSSES.entry(cfg.train.loss_name).meta
 
 
 def check_metrics_match_loss(cfg: ExperimentConfig) -> str | None:
@@ -79,7 +108,7 @@ def check_metrics_match_loss(cfg: ExperimentConfig) -> str | None:
         return (
             f"train.metrics: {', '.join(wrong)} {'is a' if len(wrong) == 1 else 'are'} "
             f"{'classification' if family == 'regression' else 'regression'} metric"
-            f"{'' if len(wrong) == 1 else 's'} but train.loss '{cfg.train.loss.class_name}' is a {family} loss"
+            f"{'' if len(wrong) == 1 else 's'} but train.loss '{cfg.train.loss_label}' is a {family} loss"
         )
     return None
 
@@ -90,7 +119,7 @@ def check_final_activation_matches_loss(cfg: ExperimentConfig) -> str | None:
         return None
     output = _loss_meta(cfg)["output"]
     act = top.final_activation.class_name if top.final_activation else "linear"
-    loss = cfg.train.loss.class_name
+    loss = cfg.train.loss_label
     if output == "logits" and act in ("softmax", "sigmoid"):
         return (
             f"model.top.final_activation '{act}' contradicts train.loss '{loss}', which expects logits: "
@@ -114,7 +143,7 @@ def check_multiclass_output_size(cfg: ExperimentConfig) -> str | None:
         return None
     if _loss_meta(cfg)["task"] == "multiclass" and top.units[-1] < 2:
         return (
-            f"model.top.units ends with {top.units[-1]} output but train.loss '{cfg.train.loss.class_name}' "
+            f"model.top.units ends with {top.units[-1]} output but train.loss '{cfg.train.loss_label}' "
             "needs one output per class: make the last entry the number of classes"
         )
     return None
@@ -191,7 +220,7 @@ def check_lr_finder_suggestion_target(cfg: ExperimentConfig) -> str | None:
 
 def check_target_standardization(cfg: ExperimentConfig) -> str | None:
     if cfg.data.standardize.targets and _loss_meta(cfg)["task"] != "regression":
-        return (f"data.standardize.targets is true but train.loss '{cfg.train.loss.class_name}' is a "
+        return (f"data.standardize.targets is true but train.loss '{cfg.train.loss_label}' is a "
                 "classification loss: class targets are never standardized; set it to false")
     return None
 

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+from pydantic import (BeforeValidator, Discriminator, Field, NonNegativeInt, PositiveFloat, PositiveInt, Tag,
+                      model_validator)
 
 from deepscope.components import LOSSES, METRICS, OPTIMIZERS, SCHEDULES
-from deepscope.config.common import StrictModel, component, fail, registry_name
+from deepscope.config.common import Component, StrictModel, component, fail, registry_name
 
-__all__ = ["CompileConfig", "EarlyStoppingConfig", "LRFinderConfig", "LRScheduleConfig", "TrainConfig",
+__all__ = ["CompileConfig", "LossTerm", "EarlyStoppingConfig", "LRFinderConfig", "LRScheduleConfig", "TrainConfig",
            "WarmupConfig"]
 
 Loss = component(LOSSES)
 Optimizer = component(OPTIMIZERS)
 MetricName = registry_name(METRICS)
+LossName = registry_name(LOSSES)
 ScheduleName = registry_name(SCHEDULES)
 
 
@@ -33,6 +35,24 @@ def _devices(value: Any) -> Any:
 
 # a count per node, GPU indices (e.g. [0, 1]), or 'auto' (one device)
 Devices = Annotated[int | list[int] | Literal["auto"], BeforeValidator(_devices)]
+
+
+class LossTerm(StrictModel):
+    """One term of a weighted sum of losses (``train.loss: [{name: l1, weight: 1}, {name: ssim, weight: 0.5}]``)."""
+
+    name: LossName
+    weight: PositiveFloat = 1.0
+    config: dict[str, Any] = Field(default_factory=dict, description="the loss's options")
+
+    def component(self) -> Component:
+        return Component(class_name=self.name, config=self.config)
+
+
+# one loss ("mse" or {class_name, config}), or a weighted sum of several (a list of LossTerm)
+LossSpec = Annotated[
+    Annotated[Loss, Tag("one")] | Annotated[list[LossTerm], Tag("sum")],
+    Discriminator(lambda v: "sum" if isinstance(v, list) else "one"),
+]
 
 
 class EarlyStoppingConfig(StrictModel):
@@ -133,8 +153,14 @@ class TrainConfig(StrictModel):
 
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 32
-    loss: Loss = "mse"
-    metrics: list[MetricName] = Field(default_factory=list)
+    loss: LossSpec = Field("mse", description="a loss name (or {class_name, config}), or a weighted sum: "
+                                               "[{name: l1, weight: 1}, {name: ssim, weight: 0.5}]")
+    metrics: list[MetricName] = Field(
+        default_factory=list, description="metrics logged per epoch and in the final scores; empty: the task "
+                                          "family's defaults (psnr and ssim for image targets, none otherwise)")
+    thresholds: float | list[float] | dict[str, float] = Field(
+        0.5, description="decision threshold of binary and multi-label outputs: one for all labels, a list "
+                         "(one per label), or a mapping label -> threshold (others 0.5)")
     optimizer: Optimizer = "nadam"
     lr: PositiveFloat | None = Field(
         None, description="learning rate; the optimizer's default when left out (or give optimizer.config.lr)"
@@ -189,3 +215,43 @@ class TrainConfig(StrictModel):
             raise fail("n_gpus_twice", f"train.n_gpus ({n}) is set together with {both}: n_gpus is DeepCalo's "
                                        "way of saying accelerator and devices; keep one of the two")
         return {**raw, "n_gpus": None, "accelerator": "gpu" if n else "cpu", "devices": max(n, 1)}
+
+    @model_validator(mode="after")
+    def _loss_terms_agree(self) -> "TrainConfig":
+        if isinstance(self.loss, list):
+            if not self.loss:
+                raise fail("loss_empty", "loss: the list of loss terms is empty; give at least one")
+            kinds = {(LOSSES.entry(t.name).meta["task"], LOSSES.entry(t.name).meta["output"]) for t in self.loss}
+            if len(kinds) > 1:
+                names = ", ".join(f"{t.name} ({LOSSES.entry(t.name).meta['task']} on "
+                                  f"{LOSSES.entry(t.name).meta['output']})" for t in self.loss)
+                raise fail("loss_mixed", f"loss: the terms of a weighted sum must expect the same output; found {names}")
+        return self
+
+    @model_validator(mode="after")
+    def _thresholds_in_range(self) -> "TrainConfig":
+        values = (self.thresholds if isinstance(self.thresholds, list) else list(self.thresholds.values())
+                  if isinstance(self.thresholds, dict) else [self.thresholds])
+        bad = [v for v in values if not 0.0 < v < 1.0]
+        if bad:
+            raise fail("thresholds", f"thresholds: found {bad[0]}; a threshold is a probability in (0, 1)")
+        return self
+
+    @property
+    def loss_terms(self) -> list[tuple[Component, float]]:
+        """The loss as (component, weight) terms: one term of weight 1 for a single loss."""
+        if isinstance(self.loss, list):
+            return [(t.component(), t.weight) for t in self.loss]
+        return [(self.loss, 1.0)]
+
+    @property
+    def loss_name(self) -> str:
+        """The canonical name of the (first) loss: what its family, task and expected output are read from."""
+        return self.loss_terms[0][0].class_name
+
+    @property
+    def loss_label(self) -> str:
+        """The loss as users wrote it, for messages: 'mse' or '1*l1 + 0.5*ssim'."""
+        if isinstance(self.loss, list):
+            return " + ".join(f"{t.weight:g}*{t.name}" for t in self.loss)
+        return self.loss.class_name

@@ -49,6 +49,7 @@ class ArraySet:
         targets: (N, ...) or None (prediction inputs have none).
         sample_weights: (N,) float32 or None.
         multiply_output_with: (N,) float32 or None.
+        target_names: names of the target columns (labels, parameters), when the source knows them.
     """
 
     images: dict[str, np.ndarray] = field(default_factory=dict)
@@ -57,6 +58,7 @@ class ArraySet:
     targets: np.ndarray | None = None
     sample_weights: np.ndarray | None = None
     multiply_output_with: np.ndarray | None = None
+    target_names: tuple[str, ...] = ()
 
     @classmethod
     def from_batch(cls, batch: dict[str, Any]) -> "ArraySet":
@@ -90,7 +92,7 @@ class ArraySet:
     def take(self, indices: np.ndarray) -> "ArraySet":
         """A new set holding only ``indices``."""
         return ArraySet(**{k: (v[indices] if v is not None else None) for k, v in self._fields().items()},
-                        images={k: v[indices] for k, v in self.images.items()})
+                        images={k: v[indices] for k, v in self.images.items()}, target_names=self.target_names)
 
     def standardized(self, transform: Any, chunk: int = 4096) -> "ArraySet":
         """A new set holding ``transform(batch)`` of every sample, computed once in chunks.
@@ -102,7 +104,7 @@ class ArraySet:
         first = transform(self.read(np.arange(min(chunk, n))))
         out = ArraySet(images={k: np.empty((n, *v.shape[1:]), v.dtype) for k, v in first.get("images", {}).items()},
                        **{k: (np.empty((n, *first[k].shape[1:]), first[k].dtype) if k in first else None)
-                          for k in SET_KEYS[1:]})
+                          for k in SET_KEYS[1:]}, target_names=self.target_names)
         for start in range(0, n, chunk):
             idx = np.arange(start, min(start + chunk, n))
             batch = first if start == 0 else transform(self.read(idx))

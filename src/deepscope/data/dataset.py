@@ -7,7 +7,7 @@ are sequential), and the loader passes batches through without collating.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import numpy as np
@@ -51,17 +51,25 @@ class BatchDataset(Dataset):
         store: where samples are read from.
         indices: the split's sample indices in ``store``.
         standardizer: applied to every batch (numpy, inside the worker).
+        transform: applied to every standardized numpy batch after it (augmentation, crops).
     """
 
-    def __init__(self, store: SampleStore, indices: np.ndarray, standardizer: Standardizer | None = None) -> None:
+    def __init__(self, store: SampleStore, indices: np.ndarray, standardizer: Standardizer | None = None,
+                 transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
         self.store = store
         self.indices = np.asarray(indices, dtype=np.int64)
         self.standardizer = standardizer
+        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, positions: np.ndarray) -> dict[str, Any]:
+    def __getitem__(self, positions: np.ndarray | tuple[int, np.ndarray]) -> dict[str, Any]:
+        # (epoch, positions) from a sampler that tells the epoch (random transforms draw per epoch;
+        # persistent loader workers never see a set_epoch made in the main process)
+        epoch = None
+        if isinstance(positions, tuple):
+            epoch, positions = positions
         idx = self.indices[np.asarray(positions)]
         if isinstance(self.store, ArraySet):  # in memory: sorting gains nothing and reordering copies the batch
             batch = self.store.read(idx)
@@ -75,6 +83,8 @@ class BatchDataset(Dataset):
         if self.standardizer is not None:
             batch = self.standardizer.transform(batch)
         batch["index"] = idx
+        if self.transform is not None:
+            batch = self.transform(batch, epoch=epoch)
         return to_tensors(batch)
 
 
@@ -125,6 +135,8 @@ class BatchIndexSampler(Sampler[np.ndarray]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    with_epoch = False  # yield (epoch, positions) instead of positions (set by BatchLoader when needed)
+
     def _batches(self) -> list[np.ndarray]:
         order = (np.random.default_rng([self.seed, self.epoch]).permutation(self.n) if self.shuffle
                  else np.arange(self.n))
@@ -139,7 +151,10 @@ class BatchIndexSampler(Sampler[np.ndarray]):
 
     def __iter__(self) -> Iterator[np.ndarray]:
         skip, self.skip = self.skip, 0
-        yield from self._batches()[skip:]
+        if self.with_epoch:
+            yield from ((self.epoch, batch) for batch in self._batches()[skip:])
+        else:
+            yield from self._batches()[skip:]
 
     def __len__(self) -> int:
         w = self.num_replicas
@@ -162,6 +177,7 @@ class BatchLoader(DataLoader):
                          pin_memory=pin_memory, persistent_workers=num_workers > 0)
         self._done = 0
         self._resume_at = 0
+        sampler.with_epoch = dataset.transform is not None
 
     def __iter__(self) -> Iterator[dict[str, Any]]:  # type: ignore[override]
         start, self._resume_at = self._resume_at, 0

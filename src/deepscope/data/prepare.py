@@ -22,19 +22,26 @@ from deepscope.data.splits import split_indices
 from deepscope.data.standardize import Standardizer
 from deepscope.errors import ConfigError, DataError
 
-__all__ = ["PreparedData", "check_target_standardization", "derive_spec", "describe_data", "prepare_data"]
+__all__ = ["PreparedData", "check_target_standardization", "derive_spec", "describe_data", "prepare_data",
+           "training_crop", "training_spec"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class PreparedData:
-    """Sample stores per split, the split indices, the spec and the fitted standardizer."""
+    """Sample stores per split, the split indices, the spec (of what the model trains on) and the fitted
+    standardizer."""
 
     stores: dict[str, SampleStore]
     indices: dict[str, np.ndarray]
     spec: InputSpec
     standardizer: Standardizer
+    data_spec: InputSpec | None = None  # the data's own spec when the model trains on crops of it
+
+    def __post_init__(self) -> None:
+        if self.data_spec is None:
+            self.data_spec = self.spec
 
     def sizes(self) -> dict[str, int]:
         return {k: len(v) for k, v in self.indices.items()}
@@ -81,8 +88,9 @@ def prepare_data(cfg: ExperimentConfig, data: Any = None) -> PreparedData:
             if check is not None and id(store) not in seen:
                 seen.add(id(store))
                 check(f"data['{name}']" if len({id(s) for s in stores.values()}) > 1 else "data")
-    loss = LOSSES.entry(cfg.train.loss.class_name)
-    spec = derive_spec(stores, indices, loss.meta["task"], loss.name)
+    loss = LOSSES.entry(cfg.train.loss_name)
+    data_spec = derive_spec(stores, indices, loss.meta["task"], loss.name)
+    spec = training_spec(cfg, data_spec)
     train_store = stores["train"]
     standardizer = Standardizer.fit(
         train_store.read, indices["train"], cfg.data.standardize,
@@ -92,7 +100,7 @@ def prepare_data(cfg: ExperimentConfig, data: Any = None) -> PreparedData:
         close = getattr(store, "close", None)
         if close is not None:  # lazy stores: no open file handle for DataLoader workers to inherit
             close()
-    return PreparedData(stores, indices, spec, standardizer)
+    return PreparedData(stores, indices, spec, standardizer, data_spec)
 
 
 def describe_data(cfg: ExperimentConfig) -> InputSpec | None:
@@ -109,7 +117,7 @@ def describe_data(cfg: ExperimentConfig) -> InputSpec | None:
     """
     from deepscope.data.sources import describe
 
-    loss = LOSSES.entry(cfg.train.loss.class_name)
+    loss = LOSSES.entry(cfg.train.loss_name)
     description = describe(cfg.data, loss.meta["task"])
     if description is None:
         return None
@@ -117,7 +125,35 @@ def describe_data(cfg: ExperimentConfig) -> InputSpec | None:
     stores, indices = _arrange(cfg, stand_in, description.pool_size)
     indices = {k: np.arange(len(stores[k])) for k in indices}  # the stand-in's samples, not the real ones
     _check_consistent(stores)
-    return derive_spec(stores, indices, loss.meta["task"], loss.name)
+    return training_spec(cfg, derive_spec(stores, indices, loss.meta["task"], loss.name))
+
+
+def training_crop(cfg: ExperimentConfig) -> list[int] | None:
+    """The size of the random windows the model trains on: ``data.augment.crop``, or the ``crop`` of a
+    source that pairs whole images (``fits_dirs`` deconvolution); ``None`` for whole samples."""
+    if cfg.data.augment.crop:
+        return list(cfg.data.augment.crop)
+    if getattr(cfg.data, "mode", None) == "deconvolution" and getattr(cfg.data, "crop", None):
+        return list(cfg.data.crop)
+    return None
+
+
+def training_spec(cfg: ExperimentConfig, spec: InputSpec) -> InputSpec:
+    """The spec of what the model trains on: the data's, or that of ``data.augment.crop`` windows.
+
+    Raises:
+        ConfigError: a crop whose number of entries is not the images' number of spatial dims.
+    """
+    crop = training_crop(cfg)
+    if not crop:
+        return spec
+    if len(crop) != spec.spatial_dims:
+        key = "data.augment.crop" if cfg.data.augment.crop else "data.crop"
+        raise ConfigError(f"{key} {list(crop)} has {len(crop)} entries but the images are "
+                          f"{spec.spatial_dims}D {tuple(spec.spatial)}: give one size per spatial axis")
+    from deepscope.data.windows import cropped_spec
+
+    return cropped_spec(spec, crop)
 
 
 def check_target_standardization(cfg: ExperimentConfig, spec: InputSpec) -> None:
@@ -240,4 +276,5 @@ def derive_spec(stores: dict[str, SampleStore], indices: dict[str, np.ndarray], 
         n_classes=n_classes,
         sample_weights="sample_weights" in one,
         multiply_output_with="multiply_output_with" in one,
+        target_names=tuple(getattr(stores["train"], "target_names", ()) or ()),
     )

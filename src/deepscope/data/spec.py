@@ -39,6 +39,8 @@ class InputSpec:
         n_classes: number of classes for labels or one-hot targets, else None.
         sample_weights: whether the data carries sample weights.
         multiply_output_with: whether the output is multiplied by a per-sample factor.
+        target_names: names of the target columns (labels of a multi-label task, regressed
+            parameters), when the data names them; ``()`` otherwise.
     """
 
     images: dict[str, ImageSpec] = field(default_factory=dict)
@@ -49,6 +51,38 @@ class InputSpec:
     n_classes: int | None = None
     sample_weights: bool = False
     multiply_output_with: bool = False
+    target_names: tuple[str, ...] = ()
+
+    @property
+    def spatial(self) -> tuple[int, ...]:
+        """The spatial size shared by the images (the first image's)."""
+        return next(iter(self.images.values())).spatial if self.images else ()
+
+    @property
+    def spatial_dims(self) -> int:
+        return len(self.spatial)
+
+    @property
+    def in_channels(self) -> int:
+        """Channels of all images together (nets that take one stacked input concatenate them)."""
+        return sum(v.channels for v in self.images.values())
+
+    @property
+    def dense(self) -> bool:
+        """Whether the targets are images: per-sample shape (C, *spatial) with the inputs' spatial size."""
+        return (self.target_kind == "value" and len(self.target_shape) >= 3
+                and tuple(self.target_shape[1:]) == tuple(self.spatial))
+
+    @property
+    def out_channels(self) -> int:
+        """Channels of a dense target; for other targets, the number of outputs."""
+        return int(self.target_shape[0]) if self.dense else self.output_size
+
+    def column_names(self) -> list[str]:
+        """A name per output column: ``target_names`` when given, else ``0``, ``1``, …"""
+        if self.target_names:
+            return list(self.target_names)
+        return [str(i) for i in range(self.output_size)]
 
     @property
     def output_size(self) -> int:
@@ -73,6 +107,7 @@ class InputSpec:
             n_classes=data.get("n_classes"),
             sample_weights=bool(data.get("sample_weights")),
             multiply_output_with=bool(data.get("multiply_output_with")),
+            target_names=tuple(data.get("target_names", ())),
         )
 
     @classmethod

@@ -54,6 +54,21 @@ def _track_mask(tracks: np.ndarray) -> np.ndarray:
     return (np.abs(tracks).sum(-1, keepdims=True) > 0).astype(np.float64)
 
 
+def _dense(batch: dict[str, Any]) -> bool:
+    """Whether the batch's targets are images: (B, C, *spatial) with an image's spatial size."""
+    t = batch["targets"]
+    return t.ndim >= 4 and any(img.shape[2:] == t.shape[2:] for img in batch.get("images", {}).values())
+
+
+def _per_channel(stats: tuple[np.ndarray, np.ndarray], values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Target stats shaped to broadcast over ``values``: per channel (C,) against (B, C, *spatial)."""
+    mean, std = stats
+    if mean.ndim == 1 and values.ndim >= 4 and mean.shape != values.shape[1:]:
+        shape = (1, -1) + (1,) * (values.ndim - 2)
+        return mean.reshape(shape), std.reshape(shape)
+    return mean, std
+
+
 class Standardizer:
     """Per-key mean/std; ``transform`` maps a numpy batch, ``inverse_targets`` undoes targets."""
 
@@ -85,7 +100,10 @@ class Standardizer:
                 t = batch["tracks"]
                 moments.setdefault("tracks", _Moments()).add(t, (0, 1), np.broadcast_to(_track_mask(t), t.shape))
             if standardize_targets and "targets" in batch:
-                moments.setdefault("targets", _Moments()).add(batch["targets"], (0,))
+                t = batch["targets"]
+                # image targets (B, C, *spatial): one mean/std per channel, as per_channel images
+                axes = tuple(i for i in range(t.ndim) if i != 1) if _dense(batch) else (0,)
+                moments.setdefault("targets", _Moments()).add(t, axes)
         return cls({k: m.result() for k, m in moments.items()})
 
     def transform(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -108,7 +126,7 @@ class Standardizer:
             t = batch["tracks"]
             out["tracks"] = (((t - mean) / std) * _track_mask(t)).astype(np.float32)
         if "targets" in batch and "targets" in self.stats:
-            mean, std = self.stats["targets"]
+            mean, std = _per_channel(self.stats["targets"], batch["targets"])
             out["targets"] = ((batch["targets"] - mean) / std).astype(np.float32)
         return out
 
@@ -116,7 +134,7 @@ class Standardizer:
         """Map standardized targets (or predictions of them) back to data units."""
         if "targets" not in self.stats:
             return values
-        mean, std = self.stats["targets"]
+        mean, std = _per_channel(self.stats["targets"], values)
         return values * std + mean
 
     @property

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["confusion_matrix_figure", "learning_curves", "lr_finder_figures", "lr_schedule_figure", "regression_figure",
+__all__ = ["confusion_matrix_figure", "dense_figure", "learning_curves", "parameters_figure", "lr_finder_figures", "lr_schedule_figure", "regression_figure",
            "resolution_figure", "weight_histogram", "weight_histograms_figure"]
 
 
@@ -318,3 +318,77 @@ def _weight_panels(weights: dict[str, np.ndarray], max_panels: int) -> tuple[dic
     if what == "weight tensors" and any(np.ndim(v) < 2 for v in weights.values()):
         head += "; biases and other 1-D parameters not shown"
     return shown, head
+
+
+def parameters_figure(pred: np.ndarray, target: np.ndarray, names: list[str], out: Path, title: str = "") -> Path:
+    """Predicted vs true, one panel per target column (regressed source parameters), with the
+    fraction of samples within 10% of the true value in each panel's title."""
+    p = np.asarray(pred, float).reshape(len(pred), -1)
+    t = np.asarray(target, float).reshape(len(target), -1)
+    plt = _plt()
+    k = p.shape[1]
+    fig, axes = plt.subplots(1, k, figsize=(3.6 * k, 3.6), squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        lo, hi = np.percentile(np.r_[p[:, i], t[:, i]], [0.5, 99.5])
+        ax.scatter(t[:, i], p[:, i], s=8, alpha=0.6)
+        ax.plot([lo, hi], [lo, hi], "r--", lw=1)
+        within = np.mean(np.abs(p[:, i] - t[:, i]) <= 0.1 * np.abs(t[:, i]))
+        name = names[i] if i < len(names) else str(i)
+        ax.set_title(f"{name}: {100 * within:.0f}% within 10%")
+        ax.set_xlabel(f"true {name}")
+        ax.set_ylabel(f"predicted {name}")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, out)
+
+
+def dense_figure(inputs: dict[str, np.ndarray], pred: np.ndarray, target: np.ndarray, out: Path,
+                 title: str = "", max_rows: int = 3) -> Path:
+    """Input / prediction / target / residual images of the first samples and, for cubes, the spectra
+    through each sample's brightest target pixel (input, prediction and target along the first axis).
+
+    2D images (C, H, W) are drawn as they are; cubes (C, D, H, W) at the slice of the brightest target
+    pixel. The first channel of each is drawn; the colour scale is the target's.
+    """
+    image = np.asarray(next(iter(inputs.values())), float)
+    pred, target = np.asarray(pred, float), np.asarray(target, float)
+    rows = min(max_rows, len(pred), len(image))
+    cube = target.ndim == 5
+    plt = _plt()
+    cols = 5 if cube else 4
+    fig, axes = plt.subplots(rows, cols, figsize=(3.1 * cols, 3.0 * rows), squeeze=False)
+    for r in range(rows):
+        t, p, x = target[r, 0], pred[r, 0], image[r, 0]
+        peak = np.unravel_index(int(np.argmax(t)), t.shape)
+        if cube:
+            z = peak[0]
+            panels = [(x[z], "input"), (p[z], "prediction"), (t[z], "target"), (p[z] - t[z], "residual")]
+        else:
+            panels = [(x, "input"), (p, "prediction"), (t, "target"), (p - t, "residual")]
+        vmin, vmax = float(t.min()), float(t.max()) if t.max() > t.min() else float(t.min()) + 1.0
+        for c, (img, name) in enumerate(panels):
+            ax = axes[r, c]
+            if name == "residual":
+                span = float(np.abs(img).max()) or 1.0
+                shown = ax.imshow(img, origin="lower", cmap="RdBu_r", vmin=-span, vmax=span)
+            elif name == "input":
+                shown = ax.imshow(img, origin="lower", cmap="viridis")
+            else:
+                shown = ax.imshow(img, origin="lower", cmap="viridis", vmin=vmin, vmax=vmax)
+            fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+            where = f" (slice {peak[0]})" if cube else ""
+            ax.set_title(f"{name}{where}" if r == 0 else name, fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        if cube:
+            ax = axes[r, 4]
+            _, y, xx = peak
+            ax.plot(x[:, y, xx], color="0.6", label="input")
+            ax.plot(t[:, y, xx], "k-", label="target")
+            ax.plot(p[:, y, xx], "r--", label="prediction")
+            ax.set_xlabel("channel")
+            ax.set_title(f"spectrum at (y, x) = ({y}, {xx})", fontsize=9)
+            ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, out)

@@ -13,11 +13,11 @@ from torch import nn
 
 from deepscope.data.dataset import BatchDataset, SampleStore
 from deepscope.data.standardize import Standardizer
-from deepscope.errors import CheckpointError
+from deepscope.errors import CheckpointError, DataError
 from deepscope.training.system import model_inputs
 from deepscope.training.task import Task
 
-__all__ = ["load_net_weights", "predict_store", "save_predictions", "score"]
+__all__ = ["forward_whole", "load_net_weights", "predict_store", "save_predictions", "score"]
 
 
 def _to(batch: Any, device: torch.device) -> Any:
@@ -45,7 +45,7 @@ def predict_store(net: nn.Module, task: Task, store: SampleStore, indices: np.nd
     outs, targets, weights, index, losses = [], [], [], [], []
     for start in range(0, len(indices), batch_size):
         batch = _to(dataset[np.arange(start, min(start + batch_size, len(indices)))], device)
-        out = task.shape_output(net(**model_inputs(batch)), batch.get("multiply_output_with"))
+        out = task.shape_output(forward_whole(net, task.spec, model_inputs(batch)), batch.get("multiply_output_with"))
         outs.append(out.float().cpu().numpy())
         index.append(batch["index"].cpu().numpy())
         if "targets" in batch:
@@ -64,6 +64,34 @@ def predict_store(net: nn.Module, task: Task, store: SampleStore, indices: np.nd
     if losses:
         result["loss"] = np.concatenate(losses)
     return result
+
+
+def forward_whole(net: nn.Module, spec: Any, inputs: dict[str, Any], overlap: float = 0.25) -> torch.Tensor:
+    """The net's output for ``inputs``; images larger than the ones it trained on (``spec``: training
+    crops) go through a sliding window of the training size with Gaussian overlap blending, so a net
+    trained on crops predicts whole images and cubes.
+
+    Raises:
+        DataError: larger images for a net whose output is not an image (nothing to tile).
+    """
+    images = inputs.get("images", {})
+    if not images or all(tuple(v.shape[2:]) == tuple(spec.images[k].spatial) for k, v in images.items()):
+        return net(**inputs)
+    sizes = {k: tuple(v.shape[2:]) for k, v in images.items()}
+    if not spec.dense:
+        raise DataError(f"images of size {sizes} do not match the {tuple(spec.spatial)} the model was trained on, "
+                        "and its output is not an image: give inputs of the trained size")
+    from deepscope.evaluation.sliding import sliding_window_predict
+
+    names = list(images)
+    channels = [int(images[k].shape[1]) for k in names]
+    stacked = torch.cat([images[k] for k in names], dim=1)
+
+    def predictor(window: torch.Tensor) -> torch.Tensor:
+        parts = dict(zip(names, torch.split(window, channels, dim=1)))
+        return net(**{**inputs, "images": parts})
+
+    return sliding_window_predict(predictor, stacked, roi_size=spec.spatial, overlap=overlap)
 
 
 def score(task: Task, result: dict[str, np.ndarray]) -> dict[str, float]:

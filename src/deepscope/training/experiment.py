@@ -20,7 +20,7 @@ import torch
 from deepscope import preflight
 from deepscope.config import ExperimentConfig, load_config
 from deepscope.data.dataset import BatchDataset, BatchIndexSampler, BatchLoader
-from deepscope.data.prepare import PreparedData, check_target_standardization, prepare_data
+from deepscope.data.prepare import PreparedData, check_target_standardization, prepare_data, training_crop
 from deepscope.data.sources import read_npz_set
 from deepscope.data.spec import InputSpec
 from deepscope.data.standardize import Standardizer
@@ -28,7 +28,6 @@ from deepscope.errors import CheckpointError, DataError, DeepscopeError, Trainin
 from deepscope.evaluation import plots
 from deepscope.evaluation.architecture import architecture_figure
 from deepscope.evaluation.predict import load_net_weights, predict_store, save_predictions, score
-from deepscope.losses import make_loss
 from deepscope.models.build import build_model
 from deepscope.models.summary import summarize
 from deepscope.optim.optimizers import auto_lr
@@ -40,7 +39,7 @@ from deepscope.training.performance import (compile_net, convert_channels_last, 
                                             training_device, use_channels_last)
 from deepscope.training.pretrained import freeze_pretrained, load_pretrained
 from deepscope.training.run import RunDir, claim_run, write_config
-from deepscope.training.system import SupervisedSystem
+from deepscope.tasks import family_for
 from deepscope.training.task import Task
 from deepscope.training.trainer import build_trainer, monitor_mode, quiet_lightning, shows_progress_bar
 
@@ -68,7 +67,7 @@ class RunResult:
 
 
 def _task(cfg: ExperimentConfig, spec: InputSpec, standardizer: Standardizer) -> Task:
-    return Task(cfg.train.loss.class_name, spec, list(cfg.train.metrics), standardizer.target_stats)
+    return family_for(cfg).outputs(cfg, spec, standardizer)
 
 
 def _loader(prepared: PreparedData, split: str, cfg: ExperimentConfig, shuffle: bool,
@@ -76,13 +75,34 @@ def _loader(prepared: PreparedData, split: str, cfg: ExperimentConfig, shuffle: 
     """A loader of one split; with several ``processes`` (DDP) it has the length of each one's share
     (:class:`DistributedSetup` tells it which share is this process's)."""
     store, per_batch = prepared.training_store(split)
-    dataset = BatchDataset(store, prepared.indices[split], per_batch)
+    dataset = BatchDataset(store, prepared.indices[split], per_batch,
+                           transform=_batch_transform(cfg, split, prepared))
     # validation is padded, not cut, when the last global batch is smaller than the processes: every
     # sample is scored (BatchIndexSampler)
     sampler = BatchIndexSampler(len(dataset), cfg.train.batch_size, shuffle=shuffle, seed=cfg.seed,
                                 num_replicas=processes, pad=not shuffle)
     return BatchLoader(dataset, sampler, num_workers=cfg.data.num_workers,
                        pin_memory=torch.cuda.is_available() and cfg.train.accelerator != "cpu")
+
+
+def _batch_transform(cfg: ExperimentConfig, split: str, prepared: PreparedData) -> Any:
+    """What is done to each batch after standardization: ``data.augment`` on training batches; the
+    centre window of the crop size on the others, when training takes crops."""
+    augment, crop = cfg.data.augment, training_crop(cfg)
+    if crop and not augment.crop:  # the source's crop (fits_dirs deconvolution) is a random training crop
+        augment = augment.model_copy(update={"crop": crop})
+    if split == "train" and augment.enabled:
+        from deepscope.data.augment import Augmenter
+
+        augmenter = Augmenter(augment, cfg.seed, standardizer=prepared.standardizer)
+        data_spec = prepared.data_spec
+        augmenter.check({n: s.spatial for n, s in data_spec.images.items()}, data_spec.target_shape)
+        return augmenter
+    if crop:
+        from deepscope.data.windows import CenterCrop
+
+        return CenterCrop(crop)
+    return None
 
 
 def _resume_state(path: Path, cfg: ExperimentConfig) -> tuple[int, str | None]:
@@ -146,8 +166,10 @@ class Experiment:
         prepared = prepare_data(cfg, self.data)
         spec = prepared.spec
         check_target_standardization(cfg, spec)
+        family = family_for(cfg)
+        family.check_data(cfg, spec)
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-        net = build_model(cfg.model, spec, cfg.train.loss.class_name)
+        net = build_model(cfg.model, spec, cfg.train.loss_name)
         pretrained = getattr(cfg.model, "pretrained_model", None)
         if pretrained is not None and pretrained.use:
             # a resumed run has the loaded weights in its checkpoint; only the freezing is re-applied
@@ -157,15 +179,14 @@ class Experiment:
         channels_last = use_channels_last(cfg.train.channels_last, training_device(cfg.train), net)
         if channels_last:
             convert_channels_last(net)
-        task = _task(cfg, spec, prepared.standardizer)
-        loss = make_loss(cfg.train.loss)
+        task = family.outputs(cfg, spec, prepared.standardizer)
+        loss = family.loss(cfg)
         processes = process_count(cfg.train)
         train_loader = _loader(prepared, "train", cfg, shuffle=True, processes=processes)
         val_loader = _loader(prepared, "val", cfg, shuffle=False, processes=processes) \
             if "val" in prepared.indices else None
-        system = SupervisedSystem(net, loss, task, cfg.train.optimizer, cfg.train.lr,
-                                  epoch_lines=not shows_progress_bar(cfg), schedule=_schedule(cfg, len(train_loader)),
-                                  channels_last=channels_last)
+        system = family.system(cfg, net, task, loss, epoch_lines=not shows_progress_bar(cfg),
+                               schedule=_schedule(cfg, len(train_loader)), channels_last=channels_last)
         summary = summarize(net, spec)
         system.configure_optimizers()  # optimizer options are checked before anything is written
 
@@ -226,7 +247,27 @@ class Experiment:
         metrics = self._finish(run, net, task, prepared, loss)
         return RunResult(run.path, metrics, weights, epochs, resume)
 
-    def _set_learning_rate(self, system: SupervisedSystem, run: RunDir, resume: bool, prepared: PreparedData,
+    def _baselines(self, prepared: PreparedData, split: str, result: dict[str, np.ndarray]) -> dict[str, float]:
+        """Image predictions of a source that names its beam (FITS cubes) beside the strongest cheap
+        baselines: an all-zeros sky and the best Wiener deconvolution (docs/deconvolution.md)."""
+        from deepscope.components import SOURCES
+
+        entry = SOURCES.entry(self.cfg.data.source)
+        if not prepared.spec.dense or "baselines" not in entry.meta or not len(result["index"]):
+            return {}
+        module, _, attr = entry.meta["baselines"].partition(":")
+        import importlib
+
+        from deepscope.evaluation.deconvolution import report_lines
+
+        scores = getattr(importlib.import_module(module), attr)(self.cfg.data, prepared.stores[split], result)
+        if scores is None:
+            return {}
+        for line in report_lines(scores):
+            log.info(f"{split}: {line}")
+        return {k: v for k, v in scores.items() if k not in ("psnr", "ssim")}
+
+    def _set_learning_rate(self, system: L.LightningModule, run: RunDir, resume: bool, prepared: PreparedData,
                            train_batches: int, world_size: int, rank: int = 0) -> None:
         """The lr (or the schedule's range) the run trains with: configured, found or automatic.
 
@@ -273,10 +314,12 @@ class Experiment:
             result = predict_store(net, task, prepared.stores[split], prepared.indices[split], prepared.standardizer,
                                    batch_size=max(cfg.train.batch_size, 256), device=device, loss=loss)
             metrics[split] = score(task, result)
+            metrics[split].update(self._baselines(prepared, split, result))
             if cfg.log.predictions:
                 save_predictions(result, run.predictions / f"{split}.npz")
             if cfg.log.figures:
-                _split_figures(task, result, run.figures, split)
+                family_for(cfg).figures(cfg, task, result, run.figures, split,
+                                        inputs=_figure_inputs(prepared, split, result))
         if cfg.log.figures:
             plots.learning_curves(run.metrics, run.figures / "learning_curves.png")
             if cfg.train.lr_schedule is not None or cfg.train.warmup is not None:
@@ -298,15 +341,12 @@ def _schedule(cfg: ExperimentConfig, train_batches: int,
     return schedule_spec(cfg.train, train_batches, lr_range, monitor_mode(cfg.train.monitor))
 
 
-def _split_figures(task: Task, result: dict[str, np.ndarray], figures: Path, split: str) -> None:
-    if task.kind == "multiclass":
-        plots.confusion_matrix_figure(result["predictions"], result["targets"],
-                                      figures / f"confusion_matrix_{split}.png", title=split)
-    elif task.kind == "regression":
-        plots.regression_figure(result["predictions"], result["targets"], figures / f"regression_{split}.png",
-                                title=split)
-        plots.resolution_figure(result["predictions"], result["targets"], figures / f"resolution_{split}.png",
-                                title=split)
+def _figure_inputs(prepared: PreparedData, split: str, result: dict[str, np.ndarray],
+                   limit: int = 4) -> dict[str, np.ndarray] | None:
+    """The raw images of the first ``limit`` predicted samples of a split (for figures of image outputs)."""
+    if not prepared.spec.dense or not len(result["index"]):
+        return None
+    return prepared.stores[split].read(np.asarray(result["index"][:limit])).get("images")
 
 
 def train(config: Any, data: Any = None, overrides: list[str] | tuple[str, ...] = (),
@@ -359,7 +399,7 @@ def evaluate(run_dir: str | Path, split: str = "test", data: Any = None,
                         f"(it has {', '.join(prepared.indices)})")
     result = predict_store(loaded.net, loaded.task, prepared.stores[split], prepared.indices[split],
                            loaded.standardizer, batch_size=max(cfg.train.batch_size, 256),
-                           loss=make_loss(cfg.train.loss))
+                           loss=family_for(cfg).loss(cfg))
     metrics = score(loaded.task, result)
     metrics = {"samples": float(len(result["index"])), **metrics}
     atomic_write_text(loaded.run.path / "evaluation" / f"{split}_metrics.json", json.dumps(metrics, indent=2))
@@ -379,6 +419,8 @@ def predict(run_dir: str | Path, input_path: str | Path, output_path: str | Path
     """
     quiet_lightning()
     loaded = _load_run(run_dir, checkpoint, overrides)
+    if Path(input_path).is_dir():
+        return _predict_folder(loaded, Path(input_path), Path(output_path), checkpoint)
     store = read_npz_set(input_path, channels or loaded.cfg.data.channels, require_targets=False)
     if isinstance(store, dict):
         raise DataError(f"{input_path}: holds split sets ({', '.join(store)}); give one set of samples to predict")
@@ -386,9 +428,46 @@ def predict(run_dir: str | Path, input_path: str | Path, output_path: str | Path
     if loaded.spec.target_kind == "label" and store.targets is not None and not np.issubdtype(store.targets.dtype, np.integer):
         store.targets = store.targets.astype(np.int64)
     result = predict_store(loaded.net, loaded.task, store, np.arange(len(store)), loaded.standardizer,
-                           batch_size=max(loaded.cfg.train.batch_size, 256), loss=make_loss(loaded.cfg.train.loss))
+                           batch_size=max(loaded.cfg.train.batch_size, 256), loss=family_for(loaded.cfg).loss(loaded.cfg))
     save_predictions(result, Path(output_path))
     return result
+
+
+def _predict_folder(loaded: _Loaded, input_dir: Path, output_dir: Path,
+                    checkpoint: str | Path | None) -> dict[str, Any]:
+    """Predict every file of a folder with the writer of the run's data source (FITS cubes in, FITS
+    cubes or a parameters CSV out, headers kept)."""
+    import datetime
+
+    from deepscope import __version__
+    from deepscope.components import SOURCES
+    from deepscope.evaluation.predict import forward_whole
+
+    cfg = loaded.cfg
+    entry = SOURCES.entry(cfg.data.source)
+    if "predict" not in entry.meta:
+        raise DataError(f"--input {input_dir} is a folder, but runs on data.source '{cfg.data.source}' predict from "
+                        "an .npz file")
+    module, _, attr = entry.meta["predict"].partition(":")
+    import importlib
+
+    write = getattr(importlib.import_module(module), attr)
+    net, task, spec, standardizer = loaded.net, loaded.task, loaded.spec, loaded.standardizer
+    name = next(iter(spec.images))
+    net.eval()
+
+    @torch.inference_mode()
+    def predict_fn(images: np.ndarray) -> np.ndarray:
+        batch = standardizer.transform({"images": {name: np.asarray(images, np.float32)}})
+        inputs = {"images": {name: torch.from_numpy(np.ascontiguousarray(batch["images"][name]))}}
+        out = task.shape_output(forward_whole(net, spec, inputs))
+        return task.predictions(out.float().numpy())["predictions"]
+
+    weights = Path(checkpoint) if checkpoint else loaded.run.weights_for_evaluation(cfg.train.restore_best_weights)
+    provenance = {"run": str(loaded.run.path), "checkpoint": str(weights), "deepscope": __version__,
+                  "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    paths = write(cfg.data, input_dir, output_dir, predict_fn, provenance)
+    return {"files": [str(p) for p in paths]}
 
 
 def _check_matches_spec(store: Any, spec: InputSpec, where: str) -> None:

@@ -15,7 +15,7 @@ from deepscope.data.spec import InputSpec
 
 __all__ = ["Task", "MAXIMIZED_METRICS", "monitor_mode"]
 
-MAXIMIZED_METRICS = {"accuracy", "auc", "r2"}
+MAXIMIZED_METRICS = {"accuracy", "auc", "r2", "psnr", "ssim", "precision", "recall", "f1", "within_10_percent"}
 
 
 def monitor_mode(monitor: str) -> str:
@@ -34,12 +34,14 @@ class Task:
         spec: the data's :class:`InputSpec`.
         target_stats: (mean, std) when regression targets were standardized.
         metrics: canonical metric names.
+        thresholds: decision threshold of binary / multi-label outputs: one, or one per label.
     """
 
     loss_name: str
     spec: InputSpec
     metrics: list[str] = field(default_factory=list)
     target_stats: tuple[np.ndarray, np.ndarray] | None = None
+    thresholds: float | list[float] = 0.5
 
     def __post_init__(self) -> None:
         meta = LOSSES.entry(self.loss_name).meta
@@ -68,23 +70,46 @@ class Task:
             return {"predictions": probs.argmax(-1), "probabilities": probs}
         if self.kind == "binary":
             probs = 1.0 / (1.0 + np.exp(-shaped)) if self.output == "logits" else shaped
-            return {"predictions": (probs >= 0.5).astype(np.int64), "probabilities": probs}
-        values = shaped
-        if self.target_stats is not None:
-            mean, std = self.target_stats
-            values = values * std + mean
-        return {"predictions": values}
+            threshold = np.asarray(self.thresholds, dtype=probs.dtype if probs.dtype.kind == "f" else np.float64)
+            return {"predictions": (probs >= threshold).astype(np.int64), "probabilities": probs}
+        return {"predictions": self.targets_in_data_units(shaped)}
 
     def targets_in_data_units(self, targets: np.ndarray) -> np.ndarray:
+        """Standardized regression targets (or predictions of them) back in data units; dense targets
+        were standardized per channel."""
         if self.kind == "regression" and self.target_stats is not None:
             mean, std = self.target_stats
+            if self.spec.dense and mean.ndim == 1:
+                shape = (1, -1) + (1,) * (targets.ndim - 2)
+                mean, std = mean.reshape(shape), std.reshape(shape)
             return targets * std + mean
         return targets
 
     def score(self, preds: dict[str, np.ndarray], targets: np.ndarray, weights: np.ndarray | None) -> dict[str, float]:
-        """Every configured metric on a whole split (predictions from :meth:`predictions`)."""
-        scored = preds.get("probabilities", preds["predictions"])
-        return {name: float(METRICS.get(name)(scored, targets, weights)) for name in self.metrics}
+        """Every configured metric on a whole split (predictions from :meth:`predictions`).
+
+        A per-column metric (``per_column`` in its registry entry) is logged as its mean under its
+        name and per column as ``<prefix>_<column>`` (columns named by the data, else 0, 1, …).
+        """
+        values: dict[str, float] = {}
+        for name in self.metrics:
+            entry = METRICS.entry(name)
+            scored = preds["predictions"] if entry.meta.get("input") == "classes" else \
+                preds.get("probabilities", preds["predictions"])
+            value = entry.load()(scored, targets, weights)
+            if entry.meta.get("per_column"):
+                column_values = np.atleast_1d(np.asarray(value, dtype=np.float64))
+                values[name] = float(np.nanmean(column_values)) if column_values.size else float("nan")
+                prefix = entry.meta.get("column_prefix", name)
+                for column, v in zip(self._column_names(len(column_values)), column_values):
+                    values[f"{prefix}_{column}"] = float(v)
+            else:
+                values[name] = float(value)
+        return values
+
+    def _column_names(self, n: int) -> list[str]:
+        names = self.spec.column_names()
+        return names if len(names) == n else [str(i) for i in range(n)]
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

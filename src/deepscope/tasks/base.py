@@ -1,0 +1,87 @@
+"""The task-family interface and how a config picks its family.
+
+Everything here is importable without torch (the config checks call it); a family imports torch and
+Lightning inside the methods that build tensors or modules.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from deepscope.components import TASKS
+from deepscope.errors import ConfigError
+
+__all__ = ["TaskFamily", "family_for", "family_name"]
+
+
+class TaskFamily:
+    """What one kind of experiment owns. Subclasses override what differs; the defaults are none.
+
+    A family is stateless: every method takes the validated config (and what the data gave).
+    """
+
+    name: ClassVar[str] = ""
+
+    @classmethod
+    def claims(cls, cfg: Any) -> bool:
+        """Whether a config without ``task:`` belongs to this family (read from its loss, model, data)."""
+        return False
+
+    # --- before anything is built ------------------------------------------------------------------
+    def check_config(self, cfg: Any) -> list[str]:
+        """Problems of the config alone, one line each starting with the dotted key (torch-free)."""
+        return []
+
+    def default_metrics(self, cfg: Any) -> list[str]:
+        """Metrics logged when ``train.metrics`` is empty."""
+        return []
+
+    def check_data(self, cfg: Any, spec: Any) -> None:
+        """Problems of the config against the data's :class:`~deepscope.data.spec.InputSpec`.
+
+        Raises:
+            ConfigError: a key that does not fit the data.
+        """
+
+    # --- training ----------------------------------------------------------------------------------
+    def outputs(self, cfg: Any, spec: Any, standardizer: Any) -> Any:
+        """What the net's raw output means: shaping, predictions in data units, scoring."""
+        raise NotImplementedError(f"task family '{self.name}' does not define its outputs")
+
+    def loss(self, cfg: Any) -> Any:
+        """The per-sample training loss ``(pred, target) -> (B,)``."""
+        raise NotImplementedError(f"task family '{self.name}' does not define its loss")
+
+    def system(self, cfg: Any, net: Any, outputs: Any, loss: Any, **options: Any) -> Any:
+        """The LightningModule that trains ``net``."""
+        raise NotImplementedError(f"task family '{self.name}' does not define its training system")
+
+    # --- after training ----------------------------------------------------------------------------
+    def figures(self, cfg: Any, outputs: Any, result: dict[str, Any], figures: Path, split: str,
+                inputs: dict[str, Any] | None = None) -> None:
+        """The figures of one evaluated split (``result`` from ``predict_store``)."""
+
+
+def family_name(cfg: Any) -> str:
+    """The family a config trains: ``task:`` when given, else the one family that claims it.
+
+    Raises:
+        ConfigError: no family, or several, claim a config without ``task:``.
+    """
+    explicit = getattr(cfg, "task", None)
+    if explicit:
+        return TASKS.canonical(explicit)
+    claiming = [entry.name for entry in TASKS.entries() if entry.load().claims(cfg)]
+    if len(claiming) == 1:
+        return claiming[0]
+    if not claiming:
+        raise ConfigError(f"task: no task family fits this config (loss '{cfg.train.loss_label}'); "
+                          f"name one with task: ({', '.join(TASKS.names())})")
+    raise ConfigError(f"task: the config fits several task families ({', '.join(claiming)}); "
+                      "say which with task:")
+
+
+def family_for(cfg: Any) -> TaskFamily:
+    """The family instance of a config (see :func:`family_name`)."""
+    return TASKS.get(family_name(cfg))()
