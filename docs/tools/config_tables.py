@@ -19,15 +19,24 @@ from pydantic import BaseModel
 from pydantic.functional_validators import BeforeValidator
 from pydantic_core import PydanticUndefined
 
+from deepscope.config.augment import AugmentConfig
 from deepscope.config.data import (ArraysData, AtlasHDF5Data, CalorimeterData, DataBase, DataCommon, DigitsData,
                                    NpzData, SplitConfig, StandardizeConfig)
+from deepscope.config.fits import FitsDirsData, RadioBeam, RadioCubesData
 from deepscope.config.log import LogConfig, MLflowConfig, WeightSnapshotsConfig
 from deepscope.config.model import (CNNConfig, CombinedParams, DropBlockConfig, FiLMGenConfig, GateNetConfig,
                                     LayerRegConfig, NetworkInNetworkConfig, PretrainedModelConfig, ScalarNetConfig,
                                     SubmodelConfig, TopConfig, TrackNetConfig, UpsamplingConfig)
+from deepscope.config.nets.cae import CAEParams
+from deepscope.config.nets.common import ConvNetParams
+from deepscope.config.nets.deepfocus import DeepFocusParams
+from deepscope.config.nets.densenet import DenseNetParams
+from deepscope.config.nets.resnet import ResNetParams
+from deepscope.config.nets.unet import UNetParams
+from deepscope.config.nets.vgg import VGGParams
 from deepscope.config.schema import ExperimentConfig
-from deepscope.config.train import (CompileConfig, EarlyStoppingConfig, LRFinderConfig, LRScheduleConfig, TrainConfig,
-                                    WarmupConfig)
+from deepscope.config.train import (CompileConfig, EarlyStoppingConfig, LossTerm, LRFinderConfig, LRScheduleConfig,
+                                    TrainConfig, WarmupConfig)
 from deepscope.registry import Registry
 
 DOC = Path(__file__).resolve().parents[1] / "config.md"
@@ -35,6 +44,8 @@ BEGIN, END = "<!-- BEGIN GENERATED KEY TABLES -->", "<!-- END GENERATED KEY TABL
 
 # (heading, model, keys to leave out because another table shows them)
 _SUB = tuple(SubmodelConfig.model_fields)
+_NET = tuple(ConvNetParams.model_fields)  # shown once; depths and block_sizes stay per net (their defaults differ)
+_FITS = tuple(k for k in FitsDirsData.model_fields if k not in ("source", "path"))
 TABLES: list[tuple[str, type[BaseModel], tuple[str, ...]]] = [
     ("Top level", ExperimentConfig, ()),
     ("`data` — every source", DataCommon, ()),
@@ -43,8 +54,12 @@ TABLES: list[tuple[str, type[BaseModel], tuple[str, ...]]] = [
     ("`data` with `source: sklearn_digits`", DigitsData, tuple(DataBase.model_fields)),
     ("`data` with `source: atlas_hdf5`", AtlasHDF5Data, tuple(DataCommon.model_fields)),
     ("`data` with `source: calorimeter`", CalorimeterData, tuple(DataCommon.model_fields)),
+    ("`data` with `source: fits_dirs`", FitsDirsData, tuple(DataCommon.model_fields)),
+    ("`data` with `source: radio_cubes` (and every `fits_dirs` key)", RadioCubesData, _FITS),
+    ("`data.beam` (`radio_cubes`)", RadioBeam, ()),
     ("`data.split`", SplitConfig, ()),
     ("`data.standardize`", StandardizeConfig, ()),
+    ("`data.augment`", AugmentConfig, ()),
     ("`model` (architecture `combined`)", CombinedParams, ()),
     ("Keys every submodel has (`cnn`, `top`, `scalar_net`, `track_net`, `network_in_network`, `FiLM_gen`, "
      "`gate_net`)", SubmodelConfig, ()),
@@ -59,7 +74,16 @@ TABLES: list[tuple[str, type[BaseModel], tuple[str, ...]]] = [
     ("`model.gate_net`", GateNetConfig, _SUB),
     ("`model.upsampling`", UpsamplingConfig, ()),
     ("`model.pretrained_model`", PretrainedModelConfig, ()),
+    ("Keys every DeepFocus-family net has (`resnet`, `densenet`, `vgg`, `unet`, `cae`, `deepfocus`)",
+     ConvNetParams, ()),
+    ("`model` with `architecture: resnet`", ResNetParams, _NET),
+    ("`model` with `architecture: densenet`", DenseNetParams, _NET),
+    ("`model` with `architecture: vgg`", VGGParams, _NET),
+    ("`model` with `architecture: unet`", UNetParams, _NET),
+    ("`model` with `architecture: cae`", CAEParams, _NET),
+    ("`model` with `architecture: deepfocus`", DeepFocusParams, _NET),
     ("`train`", TrainConfig, ()),
+    ("`train.loss` as a weighted sum: each term", LossTerm, ()),
     ("`train.early_stopping`", EarlyStoppingConfig, ()),
     ("`train.lr_schedule`", LRScheduleConfig, ()),
     ("`train.warmup`", WarmupConfig, ()),
@@ -74,6 +98,9 @@ MEANINGS: dict[str, str] = {
     "ExperimentConfig.name": "Run folder name: the run lives in `<log.dir>/<name>/`. Training the same name again "
                              "resumes it. Letters, digits, `.`, `_`, `-`; at most 120 characters.",
     "ExperimentConfig.seed": "Seeds Python, NumPy and torch, the split shuffle and the per-epoch batch order.",
+    "ExperimentConfig.task": "The task family: what kind of experiment this is (`deepscope list tasks`; today "
+                             "`supervised`). `null`: the one family that claims the loss. See "
+                             "[Task families](tasks.md).",
     "ExperimentConfig.data": "Where the samples come from; see the `data` tables. `source` picks the kind.",
     "ExperimentConfig.model": "The network; see the `model` tables.",
     "ExperimentConfig.train": "Loss, metrics, optimizer and the training loop; see the `train` table.",
@@ -82,6 +109,9 @@ MEANINGS: dict[str, str] = {
                         "(15 % val, 15 % test) for unsplit data; must stay `null` for data that comes split "
                         "(a split dict or file, and the `atlas_hdf5` and `calorimeter` sources).",
     "DataCommon.standardize": "Mean/std scaling fitted on the training split only.",
+    "DataCommon.augment": "Random flips, quarter turns, shifts, crops, noise and intensity scale of training "
+                          "batches; every key off by default. See its table and "
+                          "[Augmentation](augmentation.md).",
     "DataBase.channels": "Where the channel axis of image arrays is: `last` = (N, H, W, C) or (N, D, H, W, C) "
                          "as in DeepCalo/Keras; `first` = (N, C, ...) as in PyTorch. (N, H, W) arrays get one channel.",
     "DataCommon.num_workers": "Background worker processes that read and standardize batches (0: in the main "
@@ -166,7 +196,10 @@ MEANINGS: dict[str, str] = {
     "StandardizeConfig.targets": "Standardize regression targets; predictions and metrics are mapped back to data "
                                  "units. Regression only: `true` with a classification loss is a config error "
                                  "(see [Data](data.md#standardization)).",
-    "CombinedParams.architecture": "The registered network. `combined` (alias `deepcalo`) is the only one today.",
+    "CombinedParams.architecture": "The registered network: `combined` (alias `deepcalo`), DeepCalo's model, is "
+                                   "the default. The DeepFocus family (`resnet`, `densenet`, `vgg`, `unet`, `cae`, "
+                                   "`deepfocus`) has its own tables below and [its page](architectures.md); "
+                                   "`deepscope list architectures`.",
     "CombinedParams.cnn": "CNN over the images (used when the data has images).",
     "CombinedParams.network_in_network": "1×1 convolutions on the CNN's feature maps (with `use: true`).",
     "CombinedParams.top": "Dense head that produces the output (always used).",
@@ -267,9 +300,20 @@ MEANINGS: dict[str, str] = {
                                                   "a list with one bool per name.",
     "TrainConfig.epochs": "Epochs to train. The only key that may change when a run is resumed.",
     "TrainConfig.batch_size": "Samples per batch.",
-    "TrainConfig.loss": "Loss name or `{class_name, config}`; `deepscope list losses`.",
+    "TrainConfig.loss": "Loss name or `{class_name, config}`; or a weighted sum, a list of terms "
+                        "`[{name: l1, weight: 1}, {name: ssim, weight: 0.5}]` (see their table and "
+                        "[Training](training.md#weighted-sums-of-losses)); `deepscope list losses`.",
     "TrainConfig.metrics": "Metric names, computed on the whole train and val split each epoch and at the end on "
-                           "val and test; `deepscope list metrics`.",
+                           "val and test; `deepscope list metrics`. `[]`: the task family's defaults, `[psnr, "
+                           "ssim]` for image targets (an image loss or `dmode: deconvolver`), none otherwise.",
+    "TrainConfig.thresholds": "Decision threshold of binary and multi-label outputs, a probability in (0, 1): one "
+                              "for every label, a list with one per label, or a mapping label → threshold (labels "
+                              "left out: 0.5). A value other than 0.5 is refused with a regression or multi-class loss. See "
+                              "[Training](training.md#decision-thresholds).",
+    "LossTerm.name": "The loss (a name from `deepscope list losses`; aliases such as `l1` are read as `mae`). "
+                     "Every term must expect the same output (values, logits or probabilities) and task.",
+    "LossTerm.weight": "Its weight in the sum (> 0).",
+    "LossTerm.config": "The loss's options, e.g. `{win_size: 11}` for `ssim` or `{delta: 0.5}` for `huber`.",
     "TrainConfig.optimizer": "Optimizer name or `{class_name, config}`; `deepscope list optimizers`.",
     "TrainConfig.lr": "Learning rate. `null`: the optimizer's own default (or `optimizer.config.lr`). "
                       "Setting both is an error.",
@@ -377,6 +421,146 @@ MEANINGS: dict[str, str] = {
     "MLflowConfig.experiment_name": "The MLflow experiment the run goes into (created when missing).",
     "MLflowConfig.run_name": "The MLflow run's name; `null` = the run folder's name (`t-2` for a new version).",
     "MLflowConfig.tags": "Tags set on the MLflow run, strings to strings.",
+    # --- fits_dirs / radio_cubes (docs/fits-data.md, docs/radio-simulator.md)
+    "FitsDirsData.source": "`fits_dirs` (aliases `fits`, `deepfocus_fits`): DeepFocus's `Train/`, `Validation/`, "
+                           "`Test/` folders of FITS cubes with a params CSV each (see [FITS cube folders](fits-data.md)).",
+    "FitsDirsData.path": "The folder holding the split folders. Required; it must exist when the config is "
+                         "validated. A relative path is stored absolute.",
+    "FitsDirsData.mode": "What a sample is. `deconvolution`: an input cube → its target cube; `sources`: a crop "
+                         "around each CSV row → that row's `columns`; `cubes`: a whole cube (or each channel) → "
+                         "per-cube `columns`.",
+    "FitsDirsData.input": "File name of the input cubes in each split folder; `{id}` (exactly once) is filled "
+                          "with the CSV's ID.",
+    "FitsDirsData.target": "`deconvolution`: file name of the target cubes, `{id}` as in `input`; `null` means "
+                           "`clean_cube_{id}.fits`. Must be `null` in the other modes.",
+    "FitsDirsData.crop": "`sources`: the crop around each row, `[z, y, x]` or `[y, x]` (2D, from the row's "
+                         "channel); required there. `deconvolution`: the training crop (random crops of whole "
+                         "cubes; cubes of different shapes are cut into tiles of it). Refused in `cubes`.",
+    "FitsDirsData.columns": "`sources` and `cubes`: the CSV columns to predict, in this order (required there); "
+                            "they name the per-column metrics. Must be empty in `deconvolution`.",
+    "FitsDirsData.targets_as": "`auto`: one integer column gives class labels (N,), anything else float values "
+                               "(N, K); `values`: always (N, K) floats; `labels`: one column of integer labels.",
+    "FitsDirsData.aggregate": "`cubes`: how the CSV rows of one cube become its targets: `none` (the rows must "
+                              "agree), `first`, `sum`, `mean`, `min`, `max`.",
+    "FitsDirsData.slices": "`deconvolution` and `cubes`: every channel z of a cube is a 2D (y, x) sample.",
+    "FitsDirsData.scaling": "`per_cube`: each input cube is divided by its largest absolute value (in "
+                            "`deconvolution` the model's output is multiplied by the same factor before the "
+                            "loss, so the targets, the loss and the predictions stay in data units); `none`. "
+                            "`null`: `per_cube` for `deconvolution`, `none` otherwise. With `per_cube`, "
+                            "`standardize.images` defaults to `none`.",
+    "FitsDirsData.nan": "Blank (NaN) pixels: `zero` sets them to 0, `error` refuses the cube.",
+    "FitsDirsData.sets": "Split → folder name. `null`: `Train`, `Validation`, `Test`, the last two used when they "
+                         "exist. A mapping: exactly these folders, each required (`null` leaves a split out).",
+    "FitsDirsData.csv": "Split → the CSV in its folder; splits left out keep `train_params.csv`, "
+                        "`valid_params.csv`, `test_params.csv`.",
+    "FitsDirsData.id_column": "The CSV column naming a cube; its text fills `{id}`.",
+    "FitsDirsData.position_columns": "The CSV columns of a source's pixel position, in the order x, y, z (x along "
+                                     "NAXIS1, z along NAXIS3).",
+    "FitsDirsData.position_origin": "`0`: positions count pixels from 0 (numpy); `1`: from 1 (FITS, DS9).",
+    "RadioCubesData.source": "`radio_cubes` (aliases `radio`, `alma_sim`): simulated ALMA-like cubes, written "
+                             "once as a `fits_dirs` folder and read from it (see "
+                             "[the simulator](radio-simulator.md)).",
+    "RadioCubesData.path": "The folder the cubes are written to on first use and read from afterwards; need not "
+                           "exist when the config is validated. Stored absolute.",
+    "RadioCubesData.n_cubes": "Cubes per split, `{train: 6, val: 2, test: 2}`; 0 or left out: no such split. "
+                              "`train` ≥ 1.",
+    "RadioCubesData.cube_shape": "(z, y, x): channels, pixels, pixels; each at least 4.",
+    "RadioCubesData.simulation_seed": "Seed of the simulation. The run's `seed` does not change the cubes; the "
+                                      "splits use independent streams of this one.",
+    "RadioCubesData.n_sources": "Sources per cube, uniform in [low, high], 1 ≤ low ≤ high.",
+    "RadioCubesData.flux_range": "Integrated line flux in Jy km/s, log-uniform in [low, high].",
+    "RadioCubesData.continuum_range": "Continuum flux density at the central channel's frequency, Jy, uniform.",
+    "RadioCubesData.spectral_index_range": "Continuum spectral index α (S ∝ ν^α), uniform.",
+    "RadioCubesData.fwhm_range": "Source FWHM along each of its axes, pixels.",
+    "RadioCubesData.line_width_range": "Line FWHM, channels.",
+    "RadioCubesData.noise_rms": "Rms of the beam-correlated noise in the dirty cube, Jy/beam (0: none).",
+    "RadioCubesData.beam": "The elliptical Gaussian beam of the dirty cubes; see its table.",
+    "RadioCubesData.pixel_arcsec": "Pixel size in arcsec (CDELT2; CDELT1 is minus it).",
+    "RadioCubesData.ref_frequency_ghz": "Frequency of the central channel, GHz (CRVAL3).",
+    "RadioCubesData.channel_width_mhz": "Channel width, MHz (CDELT3).",
+    "RadioCubesData.stokes_axis": "Write (1, z, y, x) cubes with a degenerate Stokes axis, as CASA exports do.",
+    "RadioBeam.bmaj_pix": "FWHM of the major axis, pixels.",
+    "RadioBeam.bmin_pix": "FWHM of the minor axis, pixels; at most `bmaj_pix`.",
+    "RadioBeam.bpa_deg": "Position angle of the major axis, degrees east of north (north = +y, east = −x).",
+    # --- data.augment (docs/augmentation.md)
+    "AugmentConfig.flips": "Axes to flip at random, each with probability `p`: a list from `z`, `y`, `x`, or "
+                           "`true` for every spatial axis.",
+    "AugmentConfig.rot90": "Turn the (y, x) plane by a random multiple of 90° (a turn with probability `p`); "
+                           "square planes only.",
+    "AugmentConfig.shift": "Largest random shift per spatial axis, in pixels; the pixels moved in are zero in data "
+                           "units, nothing wraps around.",
+    "AugmentConfig.crop": "Random crop of this size from every sample, `[y, x]` or `[z, y, x]`; smaller samples are "
+                          "zero-padded, centred. The model is built for the crop and predicts larger inputs "
+                          "window by window.",
+    "AugmentConfig.noise": "Standard deviation of Gaussian noise added to the inputs, in standardized units.",
+    "AugmentConfig.scale": "`[lo, hi]`, 0 < lo ≤ hi: each sample's inputs and image targets are multiplied by one "
+                           "factor drawn uniformly from it.",
+    "AugmentConfig.p": "Probability of each flip and of a quarter turn.",
+    # --- the DeepFocus family of nets (docs/architectures.md)
+    "ConvNetParams.dmode": "`deconvolver` (image → image), `regressor` (→ K values) or `classifier` (→ K logits). "
+                           "`null`: from the targets: images of the input's size → `deconvolver`, class labels or a "
+                           "classification loss → `classifier`, else `regressor`.",
+    "ConvNetParams.spatial_dims": "2 or 3. `null`: the images' dims; a given value is checked against them.",
+    "ConvNetParams.in_channels": "Input channels (all images concatenated). `null`: from the data; a given value "
+                                 "is checked against it.",
+    "ConvNetParams.out_channels": "Output channels (`deconvolver`), values (`regressor`) or classes "
+                                  "(`classifier`). `null`: from the targets; a given value is checked against them.",
+    "ConvNetParams.kernel_size": "Kernel of every convolution: an odd int, or one odd int per spatial dim (e.g. "
+                                 "`[1, 3, 3]` for a cube); 'same' padding.",
+    "ConvNetParams.activation": "After every convolution and hidden dense layer; `deepscope list activations`.",
+    "ConvNetParams.final_activation": "After the output layer, e.g. `relu` for non-negative skies; `null`: raw "
+                                      "values or logits.",
+    "ConvNetParams.normalization": "After every convolution: `batch`, `layer`, `instance`, `group`; `null`: none "
+                                   "(the convolutions then get a bias).",
+    "ConvNetParams.dropout": "Dropout rate before each dense layer of the regressor/classifier head and before the "
+                             "dense latent (`cae`, `deepfocus`).",
+    "ConvNetParams.hidden_size": "Units of the hidden dense layer of the regressor/classifier head.",
+    "ResNetParams.architecture": "`resnet`: ResNet (He et al. 2016), [its section](architectures.md#resnet).",
+    "ResNetParams.depths": "Residual blocks per stage: `[2, 2, 2, 2]` is ResNet-18, `[3, 4, 6, 3]` ResNet-34 (50 "
+                           "with `block: bottleneck`).",
+    "ResNetParams.block_sizes": "Planes per stage, one per entry of `depths`; the stem makes `block_sizes[0]` "
+                                "channels.",
+    "StemParams.stem_kernel_size": "Odd kernel of the stem convolution.",
+    "StemParams.stem_stride": "Stride of the stem convolution (1 for small or thin inputs).",
+    "StemParams.stem_pool": "Max pool k3 s2 after the stem.",
+    "StemParams.block": "`basic`: two k×k convolutions; `bottleneck`: 1×1, k×k, 1×1 with 4× expansion.",
+    "StemParams.skip_connections": "`deconvolver`: concatenate each encoder map into the decoder level of its size.",
+    "DenseNetParams.architecture": "`densenet`: DenseNet (Huang et al. 2017), "
+                                   "[its section](architectures.md#densenet).",
+    "DenseNetParams.depths": "Layers per dense block; a transition halves the channels and the size between "
+                             "blocks.",
+    "DenseNetParams.growth_rate": "Channels each layer adds.",
+    "DenseNetParams.init_features": "Channels of the stem convolution.",
+    "DenseNetParams.block": "`bottleneck`: a 1×1 convolution to `bn_size` · `growth_rate` channels before each k×k; "
+                            "`basic`: the k×k convolution only.",
+    "DenseNetParams.bn_size": "Bottleneck width in multiples of `growth_rate`.",
+    "DenseNetParams.skip_connections": "`deconvolver`: concatenate each block's output into the decoder.",
+    "VGGParams.architecture": "`vgg`: VGG (Simonyan & Zisserman 2015), [its section](architectures.md#vgg).",
+    "VGGParams.depths": "Convolutions per block; each block ends with a max pool k2 s2.",
+    "VGGParams.block_sizes": "Channels per block.",
+    "VGGParams.skip_connections": "`deconvolver`: concatenate each block's output into the decoder.",
+    "UNetParams.architecture": "`unet` (aliases `u-net`, `u_net`): U-Net (Ronneberger et al. 2015), "
+                               "[its section](architectures.md#unet).",
+    "UNetParams.depths": "Convolutions per level, in the encoder and the decoder.",
+    "UNetParams.block_sizes": "Channels per level; the first is the base width. One per entry of `depths`.",
+    "UNetParams.skip_connections": "Concatenate each encoder level into the decoder.",
+    "UNetParams.downsampling": "Between levels: `maxpool` (k2 s2) or `conv` (a stride-2 convolution + norm + "
+                               "activation).",
+    "CAEParams.architecture": "`cae` (aliases `autoencoder`, `convolutional_autoencoder`): a convolutional "
+                              "autoencoder, [its section](architectures.md#cae).",
+    "CAEParams.depths": "Convolutions per level, in the encoder and the decoder.",
+    "CAEParams.block_sizes": "Channels per level, one per entry of `depths`.",
+    "CAEParams.latent_size": "Units of the dense latent between encoder and decoder (it sees the whole deepest "
+                             "map, so the net takes inputs of the size it was built for).",
+    "CAEParams.downsampling": "Between levels: `maxpool` (k2 s2) or `conv` (a stride-2 convolution + norm + "
+                              "activation).",
+    "DeepFocusParams.architecture": "`deepfocus`: DeepFocus's own net, a ResNet encoder, dense latent and "
+                                    "skip-connected decoder, [its section](architectures.md#deepfocus).",
+    "DeepFocusParams.depths": "Residual blocks per stage.",
+    "DeepFocusParams.block_sizes": "Planes per stage, one per entry of `depths`.",
+    "DeepFocusParams.latent_size": "`deconvolver`: units of the dense latent (the net then takes inputs of the size "
+                                   "it was built for).",
+    "DeepFocusParams.skip_connections": "Concatenate each encoder map into the decoder level of its size.",
 }
 
 
@@ -397,6 +581,24 @@ TYPE_OVERRIDES: dict[str, str] = {
     "CalorimeterData.energy_range": "[low, high], floats",
     "CalorimeterData.options": "mapping",
     "TrainConfig.compile": "bool, section or null",
+    "TrainConfig.loss": "loss name or config dict, or list of terms",
+    "TrainConfig.thresholds": "float in (0, 1), list of them, or mapping of label to float",
+    "LossTerm.config": "mapping",
+    "ConvNetParams.kernel_size": "odd int > 0 or list of them",
+    "FitsDirsData.sets": "mapping of split to folder name or null, or null",
+    "FitsDirsData.csv": "mapping of split to file name",
+    "FitsDirsData.crop": "list of int > 0 (2 or 3 entries) or null",
+    "RadioCubesData.n_cubes": "mapping of split to int ≥ 0",
+    "RadioCubesData.cube_shape": "[z, y, x], ints ≥ 4",
+    "RadioCubesData.n_sources": "[low, high], ints",
+    "RadioCubesData.flux_range": "[low, high], floats > 0",
+    "RadioCubesData.continuum_range": "[low, high], floats ≥ 0",
+    "RadioCubesData.spectral_index_range": "[low, high], floats",
+    "RadioCubesData.fwhm_range": "[low, high], floats > 0",
+    "RadioCubesData.line_width_range": "[low, high], floats > 0",
+    "AugmentConfig.flips": "bool or list of `z`, `y`, `x`",
+    "AugmentConfig.crop": "list of int > 0 (2 or 3 entries) or null",
+    "AugmentConfig.scale": "[lo, hi], floats > 0, or null",
 }
 
 
@@ -496,7 +698,8 @@ def render_default(model: type[BaseModel], key: str) -> str:
 
 def table(model: type[BaseModel], skip: tuple[str, ...]) -> str:
     lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
-    for key, field in model.model_fields.items():
+    # `architecture` first: it is what picks the table (the nets inherit their shared keys, which come first)
+    for key, field in sorted(model.model_fields.items(), key=lambda item: item[0] != "architecture"):
         if key in skip:
             continue
         meaning = MEANINGS.get(f"{model.__name__}.{key}")

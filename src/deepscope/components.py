@@ -191,7 +191,9 @@ METRICS = Registry("metric")
 _M = "deepscope.metrics:"
 METRICS.declare("accuracy", _M + "accuracy",
                 aliases=("acc", "categorical_accuracy", "sparse_categorical_accuracy", "binary_accuracy"),
-                task="classification", doc="fraction of correct labels (argmax, or 0.5 threshold for binary)")
+                task="classification", binary_input="classes",
+                doc="fraction of correct samples (argmax; binary and multi-label: every label right at "
+                    "train.thresholds)")
 METRICS.declare("auc", _M + "auc", aliases=("roc_auc", "auroc"),
                 task="classification", doc="area under the ROC curve (one-vs-rest macro for multi-class)")
 METRICS.declare("mse", _M + "mse", aliases=("mean_squared_error",), task="regression", doc="mean squared error")

@@ -116,6 +116,8 @@ def test_per_pixel_target_statistics_cannot_move():
     with pytest.raises(ConfigError, match="data.standardize.targets gives each target pixel its own statistics"):
         Augmenter(AugmentConfig(flips=True), 0, standardizer=std)(batch)
     Augmenter(AugmentConfig(scale=[0.5, 2]), 0, standardizer=std)(batch)  # no pixel moves: fine
+    per_channel = Standardizer({"targets": (np.zeros(1, np.float32), np.ones(1, np.float32))})
+    Augmenter(AugmentConfig(flips=True), 0, standardizer=per_channel)(batch)  # image targets' stats: per channel
 
 
 # -- geometric transforms -----------------------------------------------------------------------------

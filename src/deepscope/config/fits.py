@@ -111,8 +111,9 @@ class FitsDirsData(DataCommon):
                             "agree on the columns")
     slices: bool = Field(False, description="deconvolution and cubes: every channel z of a cube is a 2D (y, x) sample")
     scaling: Literal["per_cube", "none"] | None = Field(
-        None, description="per_cube: divide each input cube by its largest |value| (deconvolution: its target too, "
-                          "and the output is multiplied back); null: per_cube for deconvolution, none otherwise")
+        None, description="per_cube: divide each input cube by its largest |value| (deconvolution: the output is "
+                          "multiplied back before the loss, so targets and predictions stay in data units); null: "
+                          "per_cube for deconvolution, none otherwise")
     nan: Literal["zero", "error"] = Field("zero", description="NaN pixels (blanked FITS pixels): zero sets them "
                                                               "to 0; error refuses the cube")
     sets: dict[str, str | None] | None = Field(

@@ -141,7 +141,9 @@ class Augmenter:
             raise DataError(f"data.augment: the images mix 2D and 3D spatial sizes ({shown}); one transform "
                             "cannot move them alike")
         dense = len(target_shape) >= 2 and tuple(target_shape[1:]) in shapes.values()
-        if dense and cfg.geometric and self.standardizer is not None and "targets" in self.standardizer.stats:
+        stats = self.standardizer.stats.get("targets") if self.standardizer is not None else None
+        per_pixel = stats is not None and np.ndim(stats[0]) > 1  # dense targets are standardized per channel
+        if dense and cfg.geometric and per_pixel:
             raise ConfigError("data.augment moves the pixels of dense targets, but data.standardize.targets gives "
                               "each target pixel its own statistics, which do not move with them; set "
                               "data.standardize.targets: false, or switch off flips, rot90, shift and crop")

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import logging
+
 import numpy as np
 
+from deepscope.errors import DataError
 from deepscope.evaluation.baselines import beam_kernel, best_wiener
 from deepscope.metrics import psnr, ssim
+
+log = logging.getLogger("deepscope")
 
 __all__ = ["deconvolution_scores", "header_beam", "report_lines", "split_scores"]
 
@@ -65,11 +70,7 @@ def report_lines(scores: dict[str, Any]) -> list[str]:
 
 def header_beam(data_cfg: Any) -> tuple[float, float, float] | None:
     """The beam (BMAJ, BMIN in pixels, BPA in degrees) in the header of the first training input cube of
-    a FITS-folder source, or ``None`` when there is no such cube.
-
-    Raises:
-        DataError: the header lacks BMAJ, BMIN, BPA or the pixel size.
-    """
+    a FITS-folder source; ``None`` (with a warning) when there is no such cube or its header has no beam."""
     from pathlib import Path
 
     from astropy.io import fits
@@ -80,7 +81,11 @@ def header_beam(data_cfg: Any) -> tuple[float, float, float] | None:
     files = sorted(folder.glob(data_cfg.input.replace("{id}", "*")))
     if not files:
         return None
-    return beam_from_header(fits.getheader(files[0]))
+    try:
+        return beam_from_header(fits.getheader(files[0]))
+    except DataError as exc:
+        log.warning(f"no baselines beside the deconvolution: {exc} ({files[0]})")
+        return None
 
 
 def split_scores(data_cfg: Any, store: Any, result: dict[str, np.ndarray]) -> dict[str, float] | None:

@@ -29,8 +29,10 @@ def _dense_loss(cfg: Any) -> str | None:
 
 
 def _expects_dense(cfg: Any) -> bool:
-    """Whether the config says the targets are images (a dense loss, or a deconvolver)."""
-    return _dense_loss(cfg) is not None or getattr(cfg.model, "dmode", None) == "deconvolver"
+    """Whether the config says the targets are images: a dense loss, a deconvolver, or a source that pairs
+    images (fits_dirs deconvolution)."""
+    return (_dense_loss(cfg) is not None or getattr(cfg.model, "dmode", None) == "deconvolver"
+            or getattr(cfg.data, "mode", None) == "deconvolution")
 
 
 class SupervisedFamily(TaskFamily):
@@ -49,9 +51,13 @@ class SupervisedFamily(TaskFamily):
         if dmode == "classifier" and kind == "regression":
             problems.append(f"model.dmode 'classifier' contradicts train.loss '{cfg.train.loss_label}', a regression "
                             "loss: use a classification loss (cross_entropy, bce_with_logits) or dmode regressor")
-        if dmode in ("regressor", "deconvolver") and kind != "regression":
-            problems.append(f"model.dmode '{dmode}' contradicts train.loss '{cfg.train.loss_label}', a {kind} "
+        if dmode == "regressor" and kind != "regression":
+            problems.append(f"model.dmode 'regressor' contradicts train.loss '{cfg.train.loss_label}', a {kind} "
                             "classification loss: use dmode classifier, or a regression loss")
+        if dmode == "deconvolver" and kind == "multiclass":
+            # image targets of 0/1 masks (segmentation, a sigmoid per pixel and channel) are binary
+            problems.append(f"model.dmode 'deconvolver' contradicts train.loss '{cfg.train.loss_label}', a multi-class "
+                            "loss: image outputs take a regression loss, or a binary one (bce_with_logits) for 0/1 masks")
         dense_loss = _dense_loss(cfg)
         if dense_loss and dmode in ("regressor", "classifier"):
             problems.append(f"train.loss '{dense_loss}' compares images but model.dmode is '{dmode}', whose output "
@@ -63,7 +69,8 @@ class SupervisedFamily(TaskFamily):
         return problems
 
     def default_metrics(self, cfg: Any) -> list[str]:
-        return list(DENSE_DEFAULT_METRICS) if _expects_dense(cfg) else []
+        regression = _loss_meta(cfg)["task"] == "regression"
+        return list(DENSE_DEFAULT_METRICS) if regression and _expects_dense(cfg) else []
 
     def check_data(self, cfg: Any, spec: Any) -> None:
         problems = []

@@ -247,26 +247,6 @@ class Experiment:
         metrics = self._finish(run, net, task, prepared, loss)
         return RunResult(run.path, metrics, weights, epochs, resume)
 
-    def _baselines(self, prepared: PreparedData, split: str, result: dict[str, np.ndarray]) -> dict[str, float]:
-        """Image predictions of a source that names its beam (FITS cubes) beside the strongest cheap
-        baselines: an all-zeros sky and the best Wiener deconvolution (docs/deconvolution.md)."""
-        from deepscope.components import SOURCES
-
-        entry = SOURCES.entry(self.cfg.data.source)
-        if not prepared.spec.dense or "baselines" not in entry.meta or not len(result["index"]):
-            return {}
-        module, _, attr = entry.meta["baselines"].partition(":")
-        import importlib
-
-        from deepscope.evaluation.deconvolution import report_lines
-
-        scores = getattr(importlib.import_module(module), attr)(self.cfg.data, prepared.stores[split], result)
-        if scores is None:
-            return {}
-        for line in report_lines(scores):
-            log.info(f"{split}: {line}")
-        return {k: v for k, v in scores.items() if k not in ("psnr", "ssim")}
-
     def _set_learning_rate(self, system: L.LightningModule, run: RunDir, resume: bool, prepared: PreparedData,
                            train_batches: int, world_size: int, rank: int = 0) -> None:
         """The lr (or the schedule's range) the run trains with: configured, found or automatic.
@@ -314,7 +294,7 @@ class Experiment:
             result = predict_store(net, task, prepared.stores[split], prepared.indices[split], prepared.standardizer,
                                    batch_size=max(cfg.train.batch_size, 256), device=device, loss=loss)
             metrics[split] = score(task, result)
-            metrics[split].update(self._baselines(prepared, split, result))
+            metrics[split].update(_baselines(cfg, prepared.spec, prepared.stores[split], split, result))
             if cfg.log.predictions:
                 save_predictions(result, run.predictions / f"{split}.npz")
             if cfg.log.figures:
@@ -326,6 +306,28 @@ class Experiment:
                 plots.lr_schedule_figure(run.lr_log, run.figures / "lr_schedule.png")
         atomic_write_text(run.path / "final_metrics.json", json.dumps(metrics, indent=2))
         return metrics
+
+
+def _baselines(cfg: ExperimentConfig, spec: InputSpec, store: Any, split: str,
+               result: dict[str, np.ndarray]) -> dict[str, float]:
+    """Image predictions of a source that names its baselines (FITS cubes: the beam in their headers)
+    beside the strongest cheap ones: an all-zeros sky and the best Wiener deconvolution
+    (docs/deconvolution.md)."""
+    import importlib
+
+    from deepscope.components import SOURCES
+    from deepscope.evaluation.deconvolution import report_lines
+
+    entry = SOURCES.entry(cfg.data.source)
+    if not spec.dense or "baselines" not in entry.meta or not len(result["index"]):
+        return {}
+    module, _, attr = entry.meta["baselines"].partition(":")
+    scores = getattr(importlib.import_module(module), attr)(cfg.data, store, result)
+    if scores is None:
+        return {}
+    for line in report_lines(scores):
+        log.info(f"{split}: {line}")
+    return {k: v for k, v in scores.items() if k not in ("psnr", "ssim")}
 
 
 def _processes_note(trainer: L.Trainer) -> str:
@@ -401,6 +403,7 @@ def evaluate(run_dir: str | Path, split: str = "test", data: Any = None,
                            loaded.standardizer, batch_size=max(cfg.train.batch_size, 256),
                            loss=family_for(cfg).loss(cfg))
     metrics = score(loaded.task, result)
+    metrics.update(_baselines(cfg, loaded.spec, prepared.stores[split], split, result))
     metrics = {"samples": float(len(result["index"])), **metrics}
     atomic_write_text(loaded.run.path / "evaluation" / f"{split}_metrics.json", json.dumps(metrics, indent=2))
     return metrics
@@ -464,7 +467,8 @@ def _predict_folder(loaded: _Loaded, input_dir: Path, output_dir: Path,
         return task.predictions(out.float().numpy())["predictions"]
 
     weights = Path(checkpoint) if checkpoint else loaded.run.weights_for_evaluation(cfg.train.restore_best_weights)
-    provenance = {"run": str(loaded.run.path), "checkpoint": str(weights), "deepscope": __version__,
+    provenance = {"run": str(loaded.run.path), "checkpoint": str(weights), "version": f"deepscope {__version__}",
+                  "config": str(loaded.run.config),
                   "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     paths = write(cfg.data, input_dir, output_dir, predict_fn, provenance)
     return {"files": [str(p) for p in paths]}

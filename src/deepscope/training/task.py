@@ -55,6 +55,8 @@ class Task:
         """Raw (B, K) output → target layout; times ``multiply_output_with`` (B,) when given."""
         if self.spec.target_kind == "label":
             shaped = out
+        elif self.spec.dense:  # images keep their own size: a net trained on crops predicts whole images
+            shaped = out.reshape(out.shape[0], self.spec.target_shape[0], *out.shape[2:])
         elif self.spec.target_shape:
             shaped = out.reshape(out.shape[0], *self.spec.target_shape)
         else:
@@ -94,8 +96,10 @@ class Task:
         values: dict[str, float] = {}
         for name in self.metrics:
             entry = METRICS.entry(name)
-            scored = preds["predictions"] if entry.meta.get("input") == "classes" else \
-                preds.get("probabilities", preds["predictions"])
+            wants = entry.meta.get("input")
+            if self.kind == "binary":
+                wants = entry.meta.get("binary_input", wants)
+            scored = preds["predictions"] if wants == "classes" else preds.get("probabilities", preds["predictions"])
             value = entry.load()(scored, targets, weights)
             if entry.meta.get("per_column"):
                 column_values = np.atleast_1d(np.asarray(value, dtype=np.float64))
