@@ -444,10 +444,11 @@ MEANINGS: dict[str, str] = {
                               "agree), `first`, `sum`, `mean`, `min`, `max`.",
     "FitsDirsData.slices": "`deconvolution` and `cubes`: every channel z of a cube is a 2D (y, x) sample.",
     "FitsDirsData.scaling": "`per_cube`: each input cube is divided by its largest absolute value (in "
-                            "`deconvolution` the model's output is multiplied by the same factor before the "
-                            "loss, so the targets, the loss and the predictions stay in data units); `none`. "
-                            "`null`: `per_cube` for `deconvolution`, `none` otherwise. With `per_cube`, "
-                            "`standardize.images` defaults to `none`.",
+                            "`deconvolution` the model's output is multiplied by the same factor before the loss, "
+                            "so the targets, the loss and the predictions stay in data units); `none` (`null` "
+                            "means `none`): in `deconvolution`, a config without `data.standardize` then "
+                            "standardizes dirty and clean cubes globally (`{images: global, targets: true}`). "
+                            "With `per_cube`, `standardize.images` defaults to `none`.",
     "FitsDirsData.nan": "Blank (NaN) pixels: `zero` sets them to 0, `error` refuses the cube.",
     "FitsDirsData.sets": "Split → folder name. `null`: `Train`, `Validation`, `Test`, the last two used when they "
                          "exist. A mapping: exactly these folders, each required (`null` leaves a split out).",

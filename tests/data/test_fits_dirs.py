@@ -74,7 +74,7 @@ def _cfg(root, **keys):
 
 def test_deconvolution_pairs_cubes_by_id_and_scales_each_cube(tmp_path):
     cubes = _folder(tmp_path, ids=("7", "a3"))
-    sets = load_fits_dirs(_cfg(tmp_path))
+    sets = load_fits_dirs(_cfg(tmp_path, scaling="per_cube"))
     assert list(sets) == ["train", "val"]  # Test/ is absent: optional by default
     train = sets["train"]
     assert train.images["cube"].shape == (2, 1, *SHAPE) and train.images["cube"].dtype == np.float32
@@ -91,9 +91,11 @@ def test_deconvolution_pairs_cubes_by_id_and_scales_each_cube(tmp_path):
 
 def test_scaling_none_keeps_data_units_and_default_standardization(tmp_path):
     cubes = _folder(tmp_path)
-    cfg = _cfg(tmp_path, scaling="none")
-    assert cfg.standardize.images == "per_channel"
-    assert _cfg(tmp_path).standardize.images == "none"  # per_cube data are scaled already
+    cfg = _cfg(tmp_path)
+    assert cfg.scaling == "none"  # the default: deconvolution standardizes dirty and clean cubes globally
+    assert cfg.standardize.images == "global" and cfg.standardize.targets
+    assert _cfg(tmp_path, standardize={"images": "per_channel"}).standardize.targets is False  # given: kept
+    assert _cfg(tmp_path, scaling="per_cube").standardize.images == "none"  # per_cube data are scaled already
     train = load_fits_dirs(cfg)["train"]
     assert train.multiply_output_with is None
     np.testing.assert_array_equal(train.images["cube"][0, 0], cubes["train"]["3"][0])
@@ -355,11 +357,11 @@ def test_config_errors(data, message):
 
 
 def test_standardization_defaults_with_per_cube_scaling():
-    assert _config(standardize={"scalars": False}).data.standardize.images == "none"
-    assert _config(standardize={"images": "global"}).data.standardize.images == "global"
+    assert _config(standardize={"scalars": False}, scaling="per_cube").data.standardize.images == "none"
+    assert _config(standardize={"images": "global"}, scaling="per_cube").data.standardize.images == "global"
     assert _config(mode="sources", crop=[2, 2, 2], columns=["f"]).data.standardize.images == "per_channel"
     with pytest.raises(ConfigError, match=r"data.standardize.targets must be false with data.scaling per_cube"):
-        _config(standardize={"targets": True})
+        _config(standardize={"targets": True}, scaling="per_cube")
     assert _config(standardize={"targets": True}, scaling="none").data.standardize.targets
 
 
@@ -377,13 +379,14 @@ def test_prepare_data_takes_the_sets(tmp_path, keys):
     if keys:
         assert prepared.spec.target_kind == "label" and prepared.spec.n_classes == 3
     else:
-        assert prepared.spec.dense and prepared.spec.multiply_output_with
+        assert prepared.spec.dense and not prepared.spec.multiply_output_with  # global scaling by default
 
 
 def test_config_aliases_and_defaults():
     cfg = load_config({"data": {"source": "fits", "path": "cubes"}, "train": {"loss": "mse"}}).data
     assert cfg.source == "fits_dirs" and cfg.path.is_absolute()
-    assert cfg.target_pattern == "clean_cube_{id}.fits" and cfg.scaling == "per_cube"
+    assert cfg.target_pattern == "clean_cube_{id}.fits" and cfg.scaling == "none"
+    assert cfg.standardize.images == "global" and cfg.standardize.targets
     assert cfg.split_folders() == {"train": "Train", "val": "Validation", "test": "Test"}
     assert cfg.required_splits == ("train",)
     assert cfg.csv == {"train": "train_params.csv", "val": "valid_params.csv", "test": "test_params.csv"}
@@ -410,7 +413,7 @@ def test_predict_folder_writes_fits_with_the_input_header(tmp_path, stokes):
         return x * 1.0
 
     out = tmp_path / "out"
-    written = predict_folder(_cfg(tmp_path / "data"), tmp_path / "data" / "Train", out, model,
+    written = predict_folder(_cfg(tmp_path / "data", scaling="per_cube"), tmp_path / "data" / "Train", out, model,
                              {"run": "runs/demo", "checkpoint": "best.ckpt", "version": "0.1"})
     assert [p.name for p in written] == ["dirty_cube_3.fits", "dirty_cube_7.fits"]
     assert calls == [(1, 1, *SHAPE)] * 2
@@ -427,8 +430,8 @@ def test_predict_folder_writes_fits_with_the_input_header(tmp_path, stokes):
     assert header["DSDATE"] and header["DSSCALE"] == pytest.approx(np.abs(cubes["train"]["3"][0]).max())
     assert any("deepscope checkpoint: best.ckpt" in str(h) for h in header["HISTORY"])
     with pytest.raises(DataError, match=r"dirty_cube_3\.fits' exists; predictions never overwrite"):
-        predict_folder(_cfg(tmp_path / "data"), tmp_path / "data" / "Train", out, model, {})
-    assert predict_folder(_cfg(tmp_path / "data"), tmp_path / "data" / "Train", out, model, {}, overwrite=True)
+        predict_folder(_cfg(tmp_path / "data", scaling="per_cube"), tmp_path / "data" / "Train", out, model, {})
+    assert predict_folder(_cfg(tmp_path / "data", scaling="per_cube"), tmp_path / "data" / "Train", out, model, {}, overwrite=True)
     assert not list(out.glob(".*"))  # no temporary files left
 
 

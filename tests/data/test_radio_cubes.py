@@ -233,7 +233,7 @@ def test_describe_from_the_config_matches_the_loaded_sets(tmp_path, keys):
 
 
 def test_deconvolution_sets_scale_each_pair_by_the_dirty_peak(tmp_path):
-    cfg = _cfg(tmp_path / "cubes")
+    cfg = _cfg(tmp_path / "cubes", scaling="per_cube")
     train = fits_source.load_radio_cubes(cfg)["train"]
     dirty = fits_source.read_cube(tmp_path / "cubes" / "Train" / "dirty_cube_1.fits")
     clean = fits_source.read_cube(tmp_path / "cubes" / "Train" / "clean_cube_1.fits")

@@ -112,8 +112,9 @@ class FitsDirsData(DataCommon):
     slices: bool = Field(False, description="deconvolution and cubes: every channel z of a cube is a 2D (y, x) sample")
     scaling: Literal["per_cube", "none"] | None = Field(
         None, description="per_cube: divide each input cube by its largest |value| (deconvolution: the output is "
-                          "multiplied back before the loss, so targets and predictions stay in data units); null: "
-                          "per_cube for deconvolution, none otherwise")
+                          "multiplied back before the loss, so targets and predictions stay in data units); none (the "
+                          "default): deconvolution then standardizes inputs and targets globally unless "
+                          "data.standardize is given")
     nan: Literal["zero", "error"] = Field("zero", description="NaN pixels (blanked FITS pixels): zero sets them "
                                                               "to 0; error refuses the cube")
     sets: dict[str, str | None] | None = Field(
@@ -194,7 +195,11 @@ class FitsDirsData(DataCommon):
     def _mode_keys(self) -> "FitsDirsData":
         _check_mode_keys(self)
         if self.scaling is None:
-            self.scaling = "per_cube" if self.mode == "deconvolution" else "none"
+            self.scaling = "none"
+        if self.mode == "deconvolution" and self.scaling == "none" and "standardize" not in self.model_fields_set:
+            # global scaling of dirty and clean cubes alike (statistics of the training split, stored with the
+            # run): on the simulated cubes it learns far better than per-cube scaling (docs/deconvolution.md)
+            self.standardize = self.standardize.model_copy(update={"images": "global", "targets": True})
         if self.scaling == "per_cube" and "images" not in self.standardize.model_fields_set:
             # the cubes are already brought to [-1, 1]; global standardization stays one key away
             self.standardize = self.standardize.model_copy(update={"images": "none"})
