@@ -56,3 +56,24 @@ def test_weight_histograms_figure_draws_the_largest_weight_tensors(tmp_path):
     assert plots.weight_histograms_figure(weights, tmp_path / "w.png", title="epoch 1", max_panels=6).exists()
     assert plots.weight_histograms_figure({"b": np.zeros(3)}, tmp_path / "b.png").exists()  # only 1-D: drawn
     assert plots.weight_histograms_figure({}, tmp_path / "none.png") is None
+
+
+@pytest.mark.parametrize("spatial", [(6, 12, 12), (12, 12)])
+def test_dense_figure_draws_cubes_and_images(tmp_path, spatial):
+    rng = np.random.default_rng(0)
+    target = np.zeros((4, 1, *spatial))
+    target[(slice(None), 0, *(s // 2 for s in spatial))] = 1.0  # a bright pixel in each sample
+    pred = target + rng.normal(0, 0.01, target.shape)
+    inputs = {"cube": target + rng.normal(0, 0.1, target.shape)}
+    out = plots.dense_figure(inputs, pred, target, tmp_path / "dense.png", title="test")
+    assert out.stat().st_size > 10_000
+    # an all-zero target (an empty sky) is drawn too
+    plots.dense_figure(inputs, pred, np.zeros_like(target), tmp_path / "empty.png")
+    assert (tmp_path / "empty.png").is_file()
+
+
+def test_parameters_figure_has_a_panel_per_column(tmp_path):
+    rng = np.random.default_rng(0)
+    t = rng.uniform(1, 2, (50, 2))
+    out = plots.parameters_figure(t * 1.05, t, ["flux", "fwhm_x"], tmp_path / "p.png", title="test")
+    assert out.stat().st_size > 10_000

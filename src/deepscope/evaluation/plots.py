@@ -376,19 +376,24 @@ def dense_figure(inputs: dict[str, np.ndarray], pred: np.ndarray, target: np.nda
             else:
                 shown = ax.imshow(img, origin="lower", cmap="viridis", vmin=vmin, vmax=vmax)
             fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
-            where = f" (slice {peak[0]})" if cube else ""
-            ax.set_title(f"{name}{where}" if r == 0 else name, fontsize=9)
+            where = f" (channel {peak[0]})" if cube else ""
+            ax.set_title(f"{name}{where}", fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
         if cube:
             ax = axes[r, 4]
             _, y, xx = peak
-            ax.plot(x[:, y, xx], color="0.6", label="input")
             ax.plot(t[:, y, xx], "k-", label="target")
             ax.plot(p[:, y, xx], "r--", label="prediction")
             ax.set_xlabel("channel")
+            ax.set_ylabel("target units", fontsize=8)
             ax.set_title(f"spectrum at (y, x) = ({y}, {xx})", fontsize=9)
-            ax.legend(fontsize=7)
+            # the input is in its own units (a dirty cube in Jy/beam, perhaps scaled): a second axis
+            twin = ax.twinx()
+            twin.plot(x[:, y, xx], color="0.6", lw=1, label="input (right axis)")
+            twin.tick_params(labelsize=7, colors="0.4")
+            lines = ax.get_lines() + twin.get_lines()
+            ax.legend(lines, [line.get_label() for line in lines], fontsize=7)
     if title:
         fig.suptitle(title)
     return _save(fig, out)

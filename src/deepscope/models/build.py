@@ -60,7 +60,6 @@ def output_width(model: nn.Module, spec: InputSpec) -> int:
 def check_output(model: nn.Module, spec: InputSpec, loss_name: str, key: str = "model.top.units") -> None:
     """The model's output must fit the targets (one per class for labels); ``key`` sets its size."""
     width = output_width(model, spec)
-    task = LOSSES.entry(loss_name).meta["task"]
     if spec.target_kind == "label":
         if width < (spec.n_classes or 0):
             raise ConfigError(

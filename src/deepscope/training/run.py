@@ -219,7 +219,7 @@ def open_run(cfg: Any, new_version: bool = False, folder: str | Path | None = No
             raise ConfigError(
                 f"run '{run.path}' exists with a different config:\n" + "\n".join(lines) +
                 "\nonly train.epochs may change when resuming; pass --new-version (Python: new_version=True) "
-                f"to start a new run folder beside it, or choose another name"
+                "to start a new run folder beside it, or choose another name"
             )
     elif run.path.exists() and any(run.path.iterdir()):
         raise CheckpointError(f"'{run.path}' exists and is not a run folder (no config.yaml); "
