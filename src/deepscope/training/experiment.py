@@ -292,7 +292,7 @@ class Experiment:
             if split not in prepared.indices:
                 continue
             result = predict_store(net, task, prepared.stores[split], prepared.indices[split], prepared.standardizer,
-                                   batch_size=max(cfg.train.batch_size, 256), device=device, loss=loss)
+                                   batch_size=_eval_batch_size(cfg, prepared.spec), device=device, loss=loss)
             metrics[split] = score(task, result)
             metrics[split].update(_baselines(cfg, prepared.spec, prepared.stores[split], split, result))
             if cfg.log.predictions:
@@ -306,6 +306,12 @@ class Experiment:
                 plots.lr_schedule_figure(run.lr_log, run.figures / "lr_schedule.png")
         atomic_write_text(run.path / "final_metrics.json", json.dumps(metrics, indent=2))
         return metrics
+
+
+def _eval_batch_size(cfg: ExperimentConfig, spec: InputSpec) -> int:
+    """Samples per inference batch: at least 256 small samples, but image outputs (whole cubes through a
+    sliding window) no more at a time than training took."""
+    return cfg.train.batch_size if spec.dense else max(cfg.train.batch_size, 256)
 
 
 def _baselines(cfg: ExperimentConfig, spec: InputSpec, store: Any, split: str,
@@ -400,7 +406,7 @@ def evaluate(run_dir: str | Path, split: str = "test", data: Any = None,
         raise DataError(f"the data of run '{loaded.run.path}' has no '{split}' split "
                         f"(it has {', '.join(prepared.indices)})")
     result = predict_store(loaded.net, loaded.task, prepared.stores[split], prepared.indices[split],
-                           loaded.standardizer, batch_size=max(cfg.train.batch_size, 256),
+                           loaded.standardizer, batch_size=_eval_batch_size(cfg, loaded.spec),
                            loss=family_for(cfg).loss(cfg))
     metrics = score(loaded.task, result)
     metrics.update(_baselines(cfg, loaded.spec, prepared.stores[split], split, result))
@@ -431,7 +437,7 @@ def predict(run_dir: str | Path, input_path: str | Path, output_path: str | Path
     if loaded.spec.target_kind == "label" and store.targets is not None and not np.issubdtype(store.targets.dtype, np.integer):
         store.targets = store.targets.astype(np.int64)
     result = predict_store(loaded.net, loaded.task, store, np.arange(len(store)), loaded.standardizer,
-                           batch_size=max(loaded.cfg.train.batch_size, 256), loss=family_for(loaded.cfg).loss(loaded.cfg))
+                           batch_size=_eval_batch_size(loaded.cfg, loaded.spec), loss=family_for(loaded.cfg).loss(loaded.cfg))
     save_predictions(result, Path(output_path))
     return result
 
