@@ -128,7 +128,7 @@ SOURCES.declare(
     "deepscope.data.fits:load_fits_dirs",
     describe="deepscope.data.fits:describe_fits_dirs",
     predict="deepscope.data.fits:predict_folder",
-    baselines="deepscope.evaluation.deconvolution:split_scores",
+    baselines="deepscope.evaluation.fits_baselines:fits_baselines",
     aliases=("fits", "deepfocus_fits"),
     doc="DeepFocus's Train/ Validation/ Test/ folders of FITS cubes with train_params.csv, valid_params.csv, "
         "test_params.csv: paired dirty/clean cubes (deconvolution), crops around catalogued sources "
@@ -139,7 +139,7 @@ SOURCES.declare(
     "deepscope.data.fits:load_radio_cubes",
     describe="deepscope.data.fits:describe_radio_cubes",
     predict="deepscope.data.fits:predict_folder",
-    baselines="deepscope.evaluation.deconvolution:split_scores",
+    baselines="deepscope.evaluation.fits_baselines:fits_baselines",
     aliases=("radio", "alma_sim"),
     doc="simulated radio cubes (elliptical sources with spectral lines and continuum, elliptical beam, "
         "correlated noise, a catalogue per cube) written as a fits_dirs folder and read from it",

@@ -294,7 +294,7 @@ class Experiment:
             result = predict_store(net, task, prepared.stores[split], prepared.indices[split], prepared.standardizer,
                                    batch_size=_eval_batch_size(cfg, prepared.spec), device=device, loss=loss)
             metrics[split] = score(task, result)
-            metrics[split].update(_baselines(cfg, prepared.spec, prepared.stores[split], split, result))
+            metrics[split].update(_baselines(cfg, task, prepared.stores, prepared.indices, split, result))
             if cfg.log.predictions:
                 save_predictions(result, run.predictions / f"{split}.npz")
             if cfg.log.figures:
@@ -314,26 +314,23 @@ def _eval_batch_size(cfg: ExperimentConfig, spec: InputSpec) -> int:
     return cfg.train.batch_size if spec.dense else max(cfg.train.batch_size, 256)
 
 
-def _baselines(cfg: ExperimentConfig, spec: InputSpec, store: Any, split: str,
-               result: dict[str, np.ndarray]) -> dict[str, float]:
-    """Image predictions of a source that names its baselines (FITS cubes: the beam in their headers)
-    beside the strongest cheap ones: an all-zeros sky and the best Wiener deconvolution
-    (docs/deconvolution.md)."""
+def _baselines(cfg: ExperimentConfig, task: Task, stores: dict[str, Any], indices: dict[str, np.ndarray],
+               split: str, result: dict[str, np.ndarray]) -> dict[str, float]:
+    """Predictions of a source that names its baselines (``baselines=`` in its registry entry) beside
+    the strongest cheap ones on the same samples (FITS cubes: the all-zeros sky and the best Wiener
+    deconvolution, or the training mean and a one-feature fit of source parameters)."""
     import importlib
 
     from deepscope.components import SOURCES
-    from deepscope.evaluation.deconvolution import report_lines
 
     entry = SOURCES.entry(cfg.data.source)
-    if not spec.dense or "baselines" not in entry.meta or not len(result["index"]):
+    if "baselines" not in entry.meta or not len(result["index"]):
         return {}
     module, _, attr = entry.meta["baselines"].partition(":")
-    scores = getattr(importlib.import_module(module), attr)(cfg.data, store, result)
-    if scores is None:
-        return {}
-    for line in report_lines(scores):
+    scores, lines = getattr(importlib.import_module(module), attr)(cfg.data, task, stores, indices, split, result)
+    for line in lines:
         log.info(f"{split}: {line}")
-    return {k: v for k, v in scores.items() if k not in ("psnr", "ssim")}
+    return scores
 
 
 def _processes_note(trainer: L.Trainer) -> str:
@@ -409,7 +406,7 @@ def evaluate(run_dir: str | Path, split: str = "test", data: Any = None,
                            loaded.standardizer, batch_size=_eval_batch_size(cfg, loaded.spec),
                            loss=family_for(cfg).loss(cfg))
     metrics = score(loaded.task, result)
-    metrics.update(_baselines(cfg, loaded.spec, prepared.stores[split], split, result))
+    metrics.update(_baselines(cfg, loaded.task, prepared.stores, prepared.indices, split, result))
     metrics = {"samples": float(len(result["index"])), **metrics}
     atomic_write_text(loaded.run.path / "evaluation" / f"{split}_metrics.json", json.dumps(metrics, indent=2))
     return metrics
