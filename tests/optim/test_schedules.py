@@ -183,16 +183,17 @@ def test_train_with_clr(runs_dir):
 
 @pytest.mark.slow
 def test_resumed_run_continues_the_schedule(runs_dir, monkeypatch):
-    import deepscope.training.experiment as experiment
+    import deepscope.training.system as system
 
     systems = []
 
-    class Recording(experiment.SupervisedSystem):
+    class Recording(system.SupervisedSystem):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             systems.append(self)
 
-    monkeypatch.setattr(experiment, "SupervisedSystem", Recording)
+    # the supervised family builds its system from deepscope.training.system when asked
+    monkeypatch.setattr(system, "SupervisedSystem", Recording)
     cfg = small_config(runs_dir, train={"epochs": 1, "batch_size": 32, "loss": "cross_entropy", "optimizer": "adam",
                                         "lr_schedule": {"name": "CLR", "step_size_factor": 1.5}})
     deepscope.train(cfg)
