@@ -569,3 +569,27 @@ def test_dense_outputs_keep_the_whole_cube_shape_for_a_net_trained_on_crops():
     shaped = task.shape_output(out, torch.full((2,), 2.0))
     assert tuple(shaped.shape) == (2, 1, 16, 32, 32)
     torch.testing.assert_close(shaped, out * 2.0)
+
+
+def test_epoch_metrics_of_image_targets_equal_the_whole_split_scores(tmp_path):
+    # image outputs are scored per sample during the epoch (not kept until it ends): the logged
+    # val_<metric> of the last epoch equals the final scores of the same weights on the whole split
+    import csv
+
+    rng = np.random.default_rng(1)
+    images = rng.normal(size=(20, 1, 10, 10)).astype(np.float32)
+    targets = np.clip(images, 0, None) * 0.5
+    targets[3] = 0.0  # an all-zero target: PSNR skips it, in both ways of scoring
+    data = {"train": {"images": {"x": images[:12]}, "targets": targets[:12]},
+            "val": {"images": {"x": images[12:]}, "targets": targets[12:]}}
+    cfg = {"name": "dense", "log": {"dir": str(tmp_path), "progress_bar": "none", "tensorboard": False,
+                                    "figures": False},
+           "data": {"source": "arrays", "channels": "first"},
+           "model": {"architecture": "unet", "dmode": "deconvolver", "block_sizes": [4, 8], "depths": [1, 1]},
+           "train": {"epochs": 2, "batch_size": 3, "loss": "mse", "metrics": ["psnr", "ssim", "mae"],
+                     "restore_best_weights": False}}
+    result = deepscope.train(cfg, data=data)
+    with (result.run_dir / "metrics.csv").open(newline="") as f:
+        last = [r for r in csv.DictReader(f) if r.get("val_psnr")][-1]
+    for name in ("psnr", "ssim", "mae", "loss"):
+        assert float(last[f"val_{name}"]) == pytest.approx(result.metrics["val"][name], rel=1e-5), name

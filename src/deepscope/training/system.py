@@ -120,10 +120,17 @@ class SupervisedSystem(L.LightningModule):
                      batch_size=bs, prog_bar=True)
             if self.schedule is not None:
                 self.log("lr_step", self._current_lr(), on_step=True, on_epoch=False, batch_size=bs)
-        # kept on the device until the epoch ends: a copy to the host here would wait for the GPU every
-        # step and keep the CPU from queueing the next step's work (bench/README.md, GPU throughput)
+        if self.task.spec.dense:
+            # image outputs are scored per sample now and dropped: keeping a split's cubes until the epoch
+            # ends would hold them all in (GPU) memory; their metrics are means over samples anyway
+            first, second = torch.from_numpy(self.task.sample_scores(out.detach().float().cpu().numpy(),
+                                                                     target.detach().cpu().numpy())), None
+        else:
+            # kept on the device until the epoch ends: a copy to the host here would wait for the GPU every
+            # step and keep the CPU from queueing the next step's work (bench/README.md, GPU throughput)
+            first, second = out.detach().float(), target.detach()
         self._outputs.setdefault(stage, []).append((
-            out.detach().float(), target.detach(), per_sample.detach().float(),
+            first, second, per_sample.detach().float(),
             None if weights is None else weights.detach(),
             None if "index" not in batch else batch["index"].detach(),  # de-duplicates DDP padding
         ))
@@ -209,10 +216,16 @@ class SupervisedSystem(L.LightningModule):
         if not chunks:
             return {}
         out = np.concatenate([c[0] for c in chunks])
-        target = np.concatenate([c[1] for c in chunks])
         per_sample = np.concatenate([c[2] for c in chunks])
         weights = None if chunks[0][3] is None else np.concatenate([c[3] for c in chunks])
         values = {"loss": float(np.average(per_sample, weights=weights))}
+        if chunks[0][1] is None:  # image targets: per-sample scores (N, metrics), see _step
+            w = np.ones(len(out)) if weights is None else np.asarray(weights, np.float64)
+            for j, name in enumerate(self.task.metrics):
+                keep = ~np.isnan(out[:, j])
+                values[name] = float(np.average(out[keep, j], weights=w[keep])) if keep.any() else float("nan")
+            return values
+        target = np.concatenate([c[1] for c in chunks])
         preds = self.task.predictions(out)
         values.update(self.task.score(preds, self.task.targets_in_data_units(target), weights))
         return values

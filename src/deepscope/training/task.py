@@ -6,6 +6,7 @@ prediction so the three can never disagree.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -96,11 +97,7 @@ class Task:
         values: dict[str, float] = {}
         for name in self.metrics:
             entry = METRICS.entry(name)
-            wants = entry.meta.get("input")
-            if self.kind == "binary":
-                wants = entry.meta.get("binary_input", wants)
-            scored = preds["predictions"] if wants == "classes" else preds.get("probabilities", preds["predictions"])
-            value = entry.load()(scored, targets, weights)
+            value = entry.load()(self._scored(entry, preds), targets, weights)
             if entry.meta.get("per_column"):
                 column_values = np.atleast_1d(np.asarray(value, dtype=np.float64))
                 values[name] = float(np.nanmean(column_values)) if column_values.size else float("nan")
@@ -110,6 +107,28 @@ class Task:
             else:
                 values[name] = float(value)
         return values
+
+    def sample_scores(self, shaped: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """Each configured metric of each sample, (B, M) in the order of ``metrics``, for image targets:
+        their metrics are means over samples, so a split's value is the (weighted) mean of these and
+        the images need not be kept until the split ends (NaN: a sample the metric skips, such as the
+        PSNR of an all-zero target)."""
+        preds = self.predictions(shaped)
+        targets = self.targets_in_data_units(targets)
+        out = np.empty((len(targets), len(self.metrics)))
+        for j, name in enumerate(self.metrics):
+            entry = METRICS.entry(name)
+            scored, fn = self._scored(entry, preds), entry.load()
+            for i in range(len(targets)):
+                out[i, j] = float(fn(scored[i:i + 1], targets[i:i + 1], None))
+        return out
+
+    def _scored(self, entry: Any, preds: dict[str, np.ndarray]) -> np.ndarray:
+        """What a metric reads: the classes, or the probabilities (values for regression)."""
+        wants = entry.meta.get("input")
+        if self.kind == "binary":
+            wants = entry.meta.get("binary_input", wants)
+        return preds["predictions"] if wants == "classes" else preds.get("probabilities", preds["predictions"])
 
     def _column_names(self, n: int) -> list[str]:
         names = self.spec.column_names()
