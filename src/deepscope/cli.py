@@ -127,7 +127,7 @@ def _print_metrics(metrics: dict[str, dict[str, float]], title: str) -> None:
 
     table = Table(title=title, title_justify="left")
     names = sorted({k for m in metrics.values() for k in m})
-    if len(names) > 6:  # many metrics (per-column ones, baselines): one row per metric, a column per split
+    if len(names) > 4:  # many metrics (per-column ones, baselines): one row per metric, a column per split
         table.add_column("metric")
         for split in metrics:
             table.add_column(split, justify="right")
