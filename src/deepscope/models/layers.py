@@ -30,6 +30,7 @@ __all__ = [
     "as_tuple",
     "conv_output_size",
     "initialize",
+    "layer_class",
     "make_activation",
     "make_dropblock",
     "make_initializer",
@@ -43,6 +44,7 @@ _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 WEIGHTED_LAYERS: tuple[type[nn.Module], ...] = (nn.Linear, *_CONV.values())  # what initialization and layer_reg touch
 _POOL = {("avgpool", 2): nn.AvgPool2d, ("avgpool", 3): nn.AvgPool3d,
          ("maxpool", 2): nn.MaxPool2d, ("maxpool", 3): nn.MaxPool3d}
+_CONV_TRANSPOSE = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
 _BATCHNORM = {0: nn.BatchNorm1d, 1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 _MAX_POOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 # the user's word -> torch's mode per spatial dims ('bilinear' means trilinear for 3D images)
@@ -104,6 +106,15 @@ class ConvSame(nn.Module):
                 pads += [total // 2, total - total // 2]
             x = F.pad(x, pads)
         return self.conv(x)
+
+
+def layer_class(kind: str, spatial_dims: int) -> type[nn.Module]:
+    """The torch class of a ``conv``, ``conv_transpose``, ``maxpool`` or ``avgpool`` layer for 1-3 dims."""
+    if kind == "conv":
+        return _CONV[spatial_dims]
+    if kind == "conv_transpose":
+        return _CONV_TRANSPOSE[spatial_dims]
+    return _POOL[(kind, spatial_dims)]
 
 
 def strided_conv(spatial_dims: int, channels: int, factors: Sequence[int]) -> nn.Module:

@@ -13,10 +13,11 @@ Every net of the family is ``ConvNet(encoder, head)``:
 ``resolve_shape`` reads what the net is built for from the data (:class:`InputSpec`) and checks
 the config's ``dmode``, ``spatial_dims``, ``in_channels`` and ``out_channels`` against it.
 
-MONAI is used for what matches its semantics: the dimension factories (``Conv``, ``Pool``) and
-``same_padding``. The blocks are our own (MONAI's take its own activation/normalization names and
-fix the kernel at 3), but keep MONAI's layer names where a MONAI block exists, so their state dicts
-load into each other (the tests check that).
+The layers come from the dimension factory (:mod:`deepscope.models.layers`). The blocks are our own
+rather than MONAI's (MONAI's take its own activation/normalization names and fix the kernel at 3;
+importing MONAI also costs about 3 s, which ``validate`` would pay for every net it builds), but keep
+MONAI's layer names where a MONAI block exists, so their state dicts load into each other (the tests
+check that against MONAI's ResNet and DenseNet).
 """
 
 from __future__ import annotations
@@ -29,15 +30,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from monai.networks.layers.convutils import same_padding
-from monai.networks.layers.factories import Conv, Pool
 from torch import nn
 
 from deepscope.config.common import Component
 from deepscope.config.nets.common import ConvNetParams
 from deepscope.data.spec import InputSpec
 from deepscope.errors import ConfigError
-from deepscope.models.layers import as_tuple, make_activation, make_normalization
+from deepscope.models.layers import as_tuple, layer_class, make_activation, make_normalization
 
 __all__ = [
     "ConvNet",
@@ -237,24 +236,25 @@ class ConvOptions:
         """
         kernel = self.kernel_size if kernel_size is None else as_tuple(kernel_size, self.spatial_dims)
         bias = self.normalization is None if bias is None else bias
-        return Conv[Conv.CONV, self.spatial_dims](in_channels, out_channels, kernel, stride,
-                                                  padding=same_padding(kernel), bias=bias)
+        padding = tuple((k - 1) // 2 for k in kernel)  # 'same' for odd kernels
+        return layer_class("conv", self.spatial_dims)(in_channels, out_channels, kernel, stride,
+                                                      padding=padding, bias=bias)
 
     def transposed(self, in_channels: int, out_channels: int, factor: int) -> nn.Module:
         """Upsampling by ``factor`` (kernel = stride = factor): size × factor exactly."""
-        return Conv[Conv.CONVTRANS, self.spatial_dims](in_channels, out_channels, factor, factor)
+        return layer_class("conv_transpose", self.spatial_dims)(in_channels, out_channels, factor, factor)
 
     def max_pool(self, kernel_size: int, stride: int) -> nn.Module:
         """Max pooling to ceil(size / stride), like the convolutions, so odd sizes lose nothing.
 
         An odd kernel is padded by (k - 1) // 2; a kernel equal to the stride uses ``ceil_mode``.
         """
-        return Pool[Pool.MAX, self.spatial_dims](kernel_size, stride, **_pool_padding(kernel_size, stride))
+        return layer_class("maxpool", self.spatial_dims)(kernel_size, stride, **_pool_padding(kernel_size, stride))
 
     def avg_pool(self, kernel_size: int, stride: int) -> nn.Module:
         """Average pooling to ceil(size / stride) (see :meth:`max_pool`); padding is not averaged in."""
-        return Pool[Pool.AVG, self.spatial_dims](kernel_size, stride, count_include_pad=False,
-                                                 **_pool_padding(kernel_size, stride))
+        return layer_class("avgpool", self.spatial_dims)(kernel_size, stride, count_include_pad=False,
+                                                         **_pool_padding(kernel_size, stride))
 
     def norm(self, channels: int) -> nn.Module:
         """The normalization over ``channels`` (identity when there is none)."""
