@@ -119,8 +119,10 @@ def test_predict_writes_a_fits_cube_per_input_with_its_header(deconvolution_run,
             header, data = written[0].header, written[0].data
             assert data.shape == given[0].data.shape
             assert list(WCS(header).wcs.ctype) == list(WCS(given[0].header).wcs.ctype)
-            for card in ("CRVAL1", "CRVAL2", "CRVAL3", "CDELT1", "CDELT3", "BMAJ", "BUNIT"):
+            for card in ("CRVAL1", "CRVAL2", "CRVAL3", "CDELT1", "CDELT3", "BMAJ"):
                 assert header[card] == given[0].header[card], card
+            clean_unit = fits.getheader(cubes / "Test" / name.replace("dirty", "clean"))["BUNIT"]
+            assert given[0].header["BUNIT"] != clean_unit and header["BUNIT"] == clean_unit  # a sky, not Jy/beam
             assert header["DSRUN"] == str(deconvolution_run)
             assert header["DSSCALE"] == 1.0  # global standardization (the default), no per-cube scale
         # the file holds what the run predicted for that cube at the end of training

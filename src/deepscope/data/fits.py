@@ -605,8 +605,27 @@ def _publish(tmp: Path, dest: Path, overwrite: bool) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _provenance_header(header: Any, provenance: Mapping[str, str], factor: float) -> Any:
+def _target_unit(data_cfg: Any) -> str | None:
+    """BUNIT of the training target cubes (deconvolution), read from the first one's header; ``None``
+    when the training folder is not there or its targets carry no unit."""
+    try:
+        folder = Path(data_cfg.path) / data_cfg.split_folders()["train"]
+        targets = sorted(folder.glob(data_cfg.target_pattern.replace("{id}", "*")))
+        if not targets:
+            return None
+        from astropy.io import fits
+
+        unit = fits.getheader(targets[0]).get("BUNIT")
+        return str(unit) if unit else None
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _provenance_header(header: Any, provenance: Mapping[str, str], factor: float, unit: str | None = None) -> Any:
     out = header.copy()
+    if unit is not None and out.get("BUNIT") != unit:  # a deconvolved cube is in its targets' unit
+        out.add_history(f"deepscope: BUNIT {out.get('BUNIT')} -> {unit} (the training targets' unit)")
+        out["BUNIT"] = unit
     for key in ("XTENSION", "PCOUNT", "GCOUNT", "EXTNAME", "BSCALE", "BZERO", "BLANK", "DATAMIN", "DATAMAX",
                 "CHECKSUM", "DATASUM"):
         out.remove(key, ignore_missing=True, remove_all=True)
@@ -756,6 +775,7 @@ def predict_folder(data_cfg: Any, input_dir: str | Path, output_dir: str | Path,
         raise DataError(f"'{existing}' exists; predictions never overwrite a file (remove it, or pass overwrite=True)")
     output_dir.mkdir(parents=True, exist_ok=True)
     written, rows = [], []
+    unit = _target_unit(data_cfg) if data_cfg.mode == "deconvolution" else None
     for (cube_id, file), dest in zip(files, dests):
         cube, header, stored = _read(file, data_cfg.nan)
         factor = _scale(cube) if data_cfg.scaling == "per_cube" else 1.0
@@ -775,7 +795,7 @@ def predict_folder(data_cfg: Any, input_dir: str | Path, output_dir: str | Path,
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
         from astropy.io import fits
 
-        fits.PrimaryHDU(pred.astype(np.float32).reshape(stored), _provenance_header(header, provenance, factor)) \
+        fits.PrimaryHDU(pred.astype(np.float32).reshape(stored), _provenance_header(header, provenance, factor, unit)) \
             .writeto(tmp, overwrite=True)
         _publish(tmp, dest, overwrite)
         written.append(dest)
