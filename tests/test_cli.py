@@ -108,15 +108,17 @@ def test_init_default_is_digits(capsys):
 
 @pytest.mark.parametrize("template", TEMPLATES)
 def test_init_with_overrides_prints_the_resolved_config(template, capsys, tmp_path):
-    code, out, _ = run_main(["init", "--template", template, "-o", "train.epochs=3",
-                             "-o", "model.cnn.n_init_filters=8"], capsys)
+    # a model key of the template's architecture (the combined model's cnn, or a DeepFocus net's depths)
+    model = "model.depths=[1, 1, 1]" if template == "deconvolution" else "model.cnn.n_init_filters=8"
+    code, out, _ = run_main(["init", "--template", template, "-o", "train.epochs=3", "-o", model], capsys)
     assert code == 0
     assert out.startswith(f"# deepscope config (template '{template}' with overrides")
     assert "restore_best_weights" in out  # defaults filled
     path = tmp_path / "my.yaml"
     path.write_text(out)
     cfg = load_config(path)
-    assert cfg.train.epochs == 3 and cfg.model.cnn.n_init_filters == 8
+    assert cfg.train.epochs == 3
+    assert cfg.model.depths == [1, 1, 1] if template == "deconvolution" else cfg.model.cnn.n_init_filters == 8
 
 
 def test_init_with_a_bad_override_exits_2(capsys):

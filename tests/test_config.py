@@ -358,7 +358,7 @@ def test_unsafe_names_refused(name):
 
 def test_there_are_examples_and_templates():
     assert len(EXAMPLES) >= 2
-    assert {p.stem for p in TEMPLATES} == {"digits", "regression", "minimal"}
+    assert {p.stem for p in TEMPLATES} == {"digits", "regression", "minimal", "deconvolution"}
 
 
 @pytest.mark.parametrize("path", [*EXAMPLES, *TEMPLATES], ids=lambda p: f"{p.parent.name}/{p.name}")

@@ -20,7 +20,7 @@ from deepscope.errors import DeepscopeError
 
 __all__ = ["main"]
 
-TEMPLATES = ("digits", "regression", "minimal")
+TEMPLATES = ("digits", "regression", "minimal", "deconvolution")
 
 
 def _console() -> Any:
