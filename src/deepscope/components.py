@@ -127,7 +127,7 @@ SOURCES.declare(
     "fits_dirs",
     "deepscope.data.fits:load_fits_dirs",
     describe="deepscope.data.fits:describe_fits_dirs",
-    predict="deepscope.data.fits:predict_folder",
+    predict="deepscope.data.fits_predict:predict_folder",
     baselines="deepscope.evaluation.fits_baselines:fits_baselines",
     aliases=("fits", "deepfocus_fits"),
     doc="DeepFocus's Train/ Validation/ Test/ folders of FITS cubes with train_params.csv, valid_params.csv, "
@@ -138,7 +138,7 @@ SOURCES.declare(
     "radio_cubes",
     "deepscope.data.fits:load_radio_cubes",
     describe="deepscope.data.fits:describe_radio_cubes",
-    predict="deepscope.data.fits:predict_folder",
+    predict="deepscope.data.fits_predict:predict_folder",
     baselines="deepscope.evaluation.fits_baselines:fits_baselines",
     aliases=("radio", "alma_sim"),
     doc="simulated radio cubes (elliptical sources with spectral lines and continuum, elliptical beam, "

@@ -13,10 +13,10 @@ from deepscope.data.fits import (
     describe_fits_dirs,
     load_fits_dirs,
     plan_fits_dirs,
-    predict_folder,
     read_cube,
     tile_starts,
 )
+from deepscope.data.fits_predict import predict_folder
 from deepscope.errors import ConfigError, DataError
 
 SHAPE = (4, 6, 8)  # (z, y, x)
