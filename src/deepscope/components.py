@@ -196,8 +196,13 @@ METRICS.declare("accuracy", _M + "accuracy",
                     "train.thresholds)")
 METRICS.declare("auc", _M + "auc", aliases=("roc_auc", "auroc"),
                 task="classification", doc="area under the ROC curve (one-vs-rest macro for multi-class)")
-METRICS.declare("mse", _M + "mse", aliases=("mean_squared_error",), task="regression", doc="mean squared error")
-METRICS.declare("mae", _M + "mae", aliases=("mean_absolute_error",), task="regression", doc="mean absolute error")
+# sample_torch: "module:attr" of the metric per sample in torch (B,), which image targets are scored with as
+# each batch ends (deepscope.training.task.Task.sample_scores_torch); the numpy metric is its reference
+_MT = "deepscope.metrics_torch:"
+METRICS.declare("mse", _M + "mse", aliases=("mean_squared_error",), task="regression", sample_torch=_MT + "mse",
+                doc="mean squared error")
+METRICS.declare("mae", _M + "mae", aliases=("mean_absolute_error",), task="regression", sample_torch=_MT + "mae",
+                doc="mean absolute error")
 METRICS.declare("rmse", _M + "rmse", aliases=("root_mean_squared_error",), task="regression",
                 doc="root mean squared error")
 METRICS.declare("r2", _M + "r2", aliases=("r2_score", "r_squared"), task="regression",
@@ -209,8 +214,10 @@ METRICS.declare("resolution", _M + "resolution", aliases=("relative_resolution",
                 doc="robust relative resolution: IQR / (1.349 * median) of pred/target")
 
 METRICS.declare("psnr", _M + "psnr", aliases=("peak_signal_to_noise_ratio",), task="regression", dense=True,
+                sample_torch=_MT + "psnr",
                 doc="peak signal-to-noise ratio in dB per sample (peak = the target's max - min), averaged")
 METRICS.declare("ssim", _M + "ssim", aliases=("structural_similarity",), task="regression", dense=True,
+                sample_torch=_MT + "ssim",
                 doc="structural similarity of images/cubes per sample (Gaussian window 7, sigma 1.5), averaged")
 METRICS.declare("mae_per_column", _M + "mae_per_column", aliases=("column_mae",), task="regression",
                 per_column=True, column_prefix="mae", doc="mean absolute error of each target column, logged as mae_<column>")

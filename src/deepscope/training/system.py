@@ -122,9 +122,13 @@ class SupervisedSystem(L.LightningModule):
                 self.log("lr_step", self._current_lr(), on_step=True, on_epoch=False, batch_size=bs)
         if self.task.spec.dense:
             # image outputs are scored per sample now and dropped: keeping a split's cubes until the epoch
-            # ends would hold them all in (GPU) memory; their metrics are means over samples anyway
-            first, second = torch.from_numpy(self.task.sample_scores(out.detach().float().cpu().numpy(),
-                                                                     target.detach().cpu().numpy())), None
+            # ends would hold them all in (GPU) memory; their metrics are means over samples anyway. On the
+            # device where every metric has a torch version, else on the host (numpy)
+            scores = self.task.sample_scores_torch(out.detach(), target.detach())
+            if scores is None:
+                scores = torch.from_numpy(self.task.sample_scores(out.detach().float().cpu().numpy(),
+                                                                  target.detach().cpu().numpy()))
+            first, second = scores, None
         else:
             # kept on the device until the epoch ends: a copy to the host here would wait for the GPU every
             # step and keep the CPU from queueing the next step's work (bench/README.md, GPU throughput)

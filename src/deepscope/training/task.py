@@ -123,6 +123,29 @@ class Task:
                 out[i, j] = float(fn(scored[i:i + 1], targets[i:i + 1], None))
         return out
 
+    def sample_scores_torch(self, shaped: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
+        """:meth:`sample_scores` on the outputs' device, (B, M), for regression to image targets whose
+        metrics all have a torch version (``sample_torch`` in their registry entry); ``None`` otherwise."""
+        entries = [METRICS.entry(name) for name in self.metrics]
+        if self.kind != "regression" or not all("sample_torch" in e.meta for e in entries):
+            return None
+        preds, targets = shaped.float(), targets.float()
+        if self.target_stats is not None:  # back to data units, as :meth:`targets_in_data_units`
+            mean, std = (torch.as_tensor(a, dtype=torch.float32, device=preds.device) for a in self.target_stats)
+            if mean.ndim == 1:
+                shape = (1, -1) + (1,) * (preds.ndim - 2)
+                mean, std = mean.reshape(shape), std.reshape(shape)
+            preds, targets = preds * std + mean, targets * std + mean
+        if not entries:
+            return preds.new_zeros((len(preds), 0))
+        import importlib
+
+        columns = []
+        for entry in entries:
+            module, _, attr = entry.meta["sample_torch"].partition(":")
+            columns.append(getattr(importlib.import_module(module), attr)(preds, targets))
+        return torch.stack(columns, dim=1)
+
     def _scored(self, entry: Any, preds: dict[str, np.ndarray]) -> np.ndarray:
         """What a metric reads: the classes, or the probabilities (values for regression)."""
         wants = entry.meta.get("input")
