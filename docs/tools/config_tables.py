@@ -32,6 +32,8 @@ from deepscope.config.nets.common import ConvNetParams
 from deepscope.config.nets.deepfocus import DeepFocusParams
 from deepscope.config.nets.densenet import DenseNetParams
 from deepscope.config.nets.resnet import ResNetParams
+from deepscope.config.nets.penguin import PenguinParams
+from deepscope.config.nets.raccoon import RaccoonParams
 from deepscope.config.nets.unet import UNetParams
 from deepscope.config.nets.vgg import VGGParams
 from deepscope.config.schema import ExperimentConfig
@@ -82,6 +84,8 @@ TABLES: list[tuple[str, type[BaseModel], tuple[str, ...]]] = [
     ("`model` with `architecture: unet`", UNetParams, _NET),
     ("`model` with `architecture: cae`", CAEParams, _NET),
     ("`model` with `architecture: deepfocus`", DeepFocusParams, _NET),
+    ("`model` with `architecture: raccoon`", RaccoonParams, ()),
+    ("`model` with `architecture: penguin`", PenguinParams, ()),
     ("`train`", TrainConfig, ()),
     ("`train.loss` as a weighted sum: each term", LossTerm, ()),
     ("`train.early_stopping`", EarlyStoppingConfig, ()),
@@ -562,6 +566,12 @@ MEANINGS: dict[str, str] = {
     "DeepFocusParams.latent_size": "`deconvolver`: units of the dense latent (the net then takes inputs of the size "
                                    "it was built for).",
     "DeepFocusParams.skip_connections": "Concatenate each encoder map into the decoder level of its size.",
+    "RaccoonParams.architecture": "`raccoon`: RACCOON's fixed net, 3 × [conv k4 s4 (no bias) + BatchNorm + act] "
+                                  "with lp, 4lp, 8lp maps, Linear(·, lp) + act + dropout, Linear(lp, outputs); "
+                                  "[its section](architectures.md#raccoon-and-penguin).",
+    "PenguinParams.architecture": "`penguin`: PENGUIN's fixed net, 6 × [conv k4 s2 p1 (no bias) + BatchNorm + act] "
+                                  "with lp … 10lp maps, two dense layers with BatchNorm1d and dropout; "
+                                  "[its section](architectures.md#raccoon-and-penguin).",
 }
 
 

@@ -81,6 +81,17 @@ ARCHITECTURES.declare(
         "convolutions, interpolation and skip connections; dmode deconvolver | regressor | classifier",
 )
 
+ARCHITECTURES.declare(
+    "raccoon", _N + "raccoon:build_raccoon", params=_P + "raccoon:RaccoonParams",
+    doc="RACCOON's fixed net: 3 x [conv k4 s4, no bias + BatchNorm + act] (layer_param lp: lp, 4lp, 8lp maps), "
+        "dense lp + dropout, one output per target value; 2D or 3D",
+)
+ARCHITECTURES.declare(
+    "penguin", _N + "penguin:build_penguin", params=_P + "penguin:PenguinParams",
+    doc="PENGUIN's fixed net: 6 x [conv k4 s2 p1, no bias + BatchNorm + act] (lp, 2lp, 4lp, 6lp, 8lp, 10lp maps), "
+        "dense 10lp and lp with BatchNorm1d and dropout, one output per target value; 2D or 3D",
+)
+
 # --- data sources --------------------------------------------------------------------------------
 # ``describe``: "module:attr" of a function (data cfg, loss task) -> Description | None that tells the
 # data's shapes without reading its arrays, for the pre-flight checks (deepscope.data.sources.describe)

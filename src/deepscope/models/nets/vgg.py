@@ -2,7 +2,7 @@
 
 Block i: ``depths[i]`` k×k conv-norm-act layers of ``block_sizes[i]`` channels, then max pool k2
 s2 (``ceil_mode``, so odd sizes become ceil(n / 2)). The feature maps are the blocks' pooled
-outputs. MONAI has no VGG; the layers come from MONAI's ``Conv`` and ``Pool`` factories.
+outputs. MONAI has no VGG; the layers come from the dimension factory (``models.layers``).
 """
 
 from __future__ import annotations
