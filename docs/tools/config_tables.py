@@ -20,6 +20,7 @@ from pydantic.functional_validators import BeforeValidator
 from pydantic_core import PydanticUndefined
 
 from deepscope.config.augment import AugmentConfig
+from deepscope.config.cube_hdf5 import CubeHDF5Data, CubeSlices
 from deepscope.config.data import (ArraysData, AtlasHDF5Data, CalorimeterData, DataBase, DataCommon, DigitsData,
                                    NpzData, SplitConfig, StandardizeConfig)
 from deepscope.config.fits import FitsDirsData, RadioBeam, RadioCubesData
@@ -59,6 +60,8 @@ TABLES: list[tuple[str, type[BaseModel], tuple[str, ...]]] = [
     ("`data` with `source: fits_dirs`", FitsDirsData, tuple(DataCommon.model_fields)),
     ("`data` with `source: radio_cubes` (and every `fits_dirs` key)", RadioCubesData, _FITS),
     ("`data.beam` (`radio_cubes`)", RadioBeam, ()),
+    ("`data` with `source: cube_hdf5`", CubeHDF5Data, tuple(DataCommon.model_fields)),
+    ("`data.slices` (`cube_hdf5`)", CubeSlices, ()),
     ("`data.split`", SplitConfig, ()),
     ("`data.standardize`", StandardizeConfig, ()),
     ("`data.augment`", AugmentConfig, ()),
@@ -187,7 +190,24 @@ MEANINGS: dict[str, str] = {
     "CalorimeterData.hdf5_path": "Write the events once to this file in the ATLAS HDF5 layout (when it does not "
                                  "exist) and read them back lazily with the `atlas_hdf5` loader; an existing file "
                                  "must hold events simulated with the same settings. `null`: keep them in memory.",
-    "SplitConfig.train": "Training part. With fractions: `null` means \"everything not in val/test\". "
+    "CubeHDF5Data.source": "`cube_hdf5` (aliases `raccoon_hdf5`, `penguin_hdf5`): RACCOON/PENGUIN's HDF5 file of "
+                           "cubes, one dataset per seed and class (see [HDF5 cube files](cube-hdf5.md)).",
+    "CubeHDF5Data.path": "The HDF5 file. Required. A relative path is stored absolute, as for `npz`.",
+    "CubeHDF5Data.classes": "Dataset key pattern → integer class label (≥ 0). A pattern holds the field `{seed}` "
+                            "once, with an optional format spec: `gr_seed{seed:04d}` names `gr_seed0007`. Keys that "
+                            "match no pattern are ignored.",
+    "CubeHDF5Data.seeds": "Split → `[start, stop)` seed range, e.g. `{train: [0, 150], val: null, test: [150, 250]}`. "
+                          "`train` is required; `val` and `test` are optional. Ranges must not overlap. Required.",
+    "CubeHDF5Data.slices": "`null`: whole cubes, images (N, C, D, H, W). `{axes: [0]}`: every 2D slice along the "
+                           "listed cube axes is a sample, (N, C, *plane).",
+    "CubeHDF5Data.amplitude": "Class label → factor its cubes are multiplied by (RACCOON's `newton_augmentation`); "
+                              "1.0 is off.",
+    "CubeHDF5Data.standardized_on_disk": "`true`: the cubes are stored standardized and `data.standardize.images` "
+                                         "defaults to `none`; `false`: it defaults to `global`, fitted on the "
+                                         "training cubes.",
+    "CubeSlices.axes": "Cube axes to slice along, among 0, 1, 2 (D, H, W; the channel axis is not counted), each "
+                       "once. A cube gives the sum of its sizes along them as samples.",
+"SplitConfig.train": "Training part. With fractions: `null` means \"everything not in val/test\". "
                          "Or an index list / `\"start:stop\"` range.",
     "SplitConfig.val": "Validation part: a fraction in [0, 1), an index list, or a `\"start:stop\"` range. "
                        "The default 0.15 applies only with fractions: with index lists, a part you leave out is empty.",
@@ -589,6 +609,9 @@ TYPE_OVERRIDES: dict[str, str] = {
     "AtlasHDF5Data.images": "list of str, or mapping of image name to list of dataset names",
     "AtlasHDF5Data.gate_images": "bool, or mapping of image name to list of dataset names",
     "AtlasHDF5Data.n_points": "mapping of split to null, int or index list",
+    "CubeHDF5Data.classes": "mapping of key pattern to int ≥ 0",
+    "CubeHDF5Data.seeds": "mapping of split to [start, stop) or null",
+    "CubeHDF5Data.amplitude": "mapping of class label to float > 0",
     "CalorimeterData.energy_range": "[low, high], floats",
     "CalorimeterData.options": "mapping",
     "TrainConfig.compile": "bool, section or null",

@@ -155,6 +155,15 @@ SOURCES.declare(
     doc="simulated radio cubes (elliptical sources with spectral lines and continuum, elliptical beam, "
         "correlated noise, a catalogue per cube) written as a fits_dirs folder and read from it",
 )
+SOURCES.declare(
+    "cube_hdf5",
+    "deepscope.data.cube_hdf5:load_cube_hdf5",
+    describe="deepscope.data.cube_hdf5:describe_cube_hdf5",
+    aliases=("raccoon_hdf5", "penguin_hdf5"),
+    doc="RACCOON/PENGUIN's HDF5 cube file: one dataset per seed and class (keys like gr_seed0001, "
+        "newton_seed0001), split by seed ranges; whole cubes or 2D slices along chosen axes, integer class "
+        "labels, a per-class amplitude factor",
+)
 
 # --- losses ----------------------------------------------------------------------------------------
 # meta: output = what the model's output must be ("values", "logits" or "probs");

@@ -58,12 +58,14 @@ def poisson(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def bce(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    target = target.to(pred.dtype)  # integer 0/1 labels (the cube_hdf5 source) are probabilities too
     p = pred.clamp(_EPS, 1.0 - _EPS)
     return _per_sample(-(target * torch.log(p) + (1.0 - target) * torch.log(1.0 - p)))
 
 
 def bce_with_logits(pred: torch.Tensor, target: torch.Tensor, pos_weight: float | None = None) -> torch.Tensor:
     w = None if pos_weight is None else torch.as_tensor(pos_weight, dtype=pred.dtype, device=pred.device)
+    target = target.to(pred.dtype)  # integer 0/1 labels (the cube_hdf5 source) are probabilities too
     return _per_sample(F.binary_cross_entropy_with_logits(pred, target, reduction="none", pos_weight=w))
 
 

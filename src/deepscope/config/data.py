@@ -534,9 +534,11 @@ class CalorimeterData(DataCommon):
         return "last"
 
 
+from deepscope.config.cube_hdf5 import CubeHDF5Data  # noqa: E402  (it builds on DataCommon above)
 from deepscope.config.fits import FitsDirsData, RadioCubesData  # noqa: E402  (they build on DataCommon above)
 
 DataConfig = Annotated[
-    Union[ArraysData, NpzData, DigitsData, AtlasHDF5Data, CalorimeterData, FitsDirsData, RadioCubesData],
+    Union[ArraysData, NpzData, DigitsData, AtlasHDF5Data, CalorimeterData, FitsDirsData, RadioCubesData,
+          CubeHDF5Data],
     Field(discriminator="source"),
 ]

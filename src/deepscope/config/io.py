@@ -243,6 +243,10 @@ def load_config(source: Any, overrides: Iterable[str] = ()) -> Any:
         raw = dict(source)
     else:
         raise ConfigError(f"config: found a {type(source).__name__}; expected a YAML path, a dict or an ExperimentConfig")
+    from deepscope.config.raccoon_yaml import from_raccoon_yaml, is_raccoon_yaml
+
+    if is_raccoon_yaml(raw):  # the seed's model_params / data_params / train_params file, as it is
+        raw = from_raccoon_yaml(raw, str(source) if isinstance(source, (str, Path)) else "config")
     raw = apply_overrides(raw, overrides)
     try:
         return ExperimentConfig.model_validate(raw)
