@@ -65,7 +65,6 @@ import os
 import platform
 import re
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -76,6 +75,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 import yaml
+from benchtools import ModelTime, load, med, spread
 
 import deepscope  # Lightning-free; Lightning and the trainer are imported where used, so that the
 from deepscope.config import load_config  # memory workers start without them
@@ -96,61 +96,7 @@ def now() -> float:
     return CLOCK()
 
 
-class ModelTime:
-    """CLOCK time inside the network's forward and ``Tensor.backward``, per side (as in overhead.py).
-
-    The time outside them (loader, augmentation, loss, optimizer, Lightning, validation bookkeeping,
-    checkpoints) does not wander with the compute, so its difference between the sides is the
-    overhead. Installed for CPU timing only: on a GPU the wrappers would time kernel launches, and
-    they would break ``torch.compile``'s graph.
-    """
-
-    def __init__(self) -> None:
-        self.side = "deepscope"
-        self.total = {"plain": 0.0, "deepscope": 0.0}
-        self._originals: list[tuple[Any, str, Any]] = []
-
-    def install(self) -> None:
-        for owner, name in ((ConvNet, "forward"), (torch.Tensor, "backward")):
-            original = getattr(owner, name)
-            self._originals.append((owner, name, original))
-            setattr(owner, name, self._timed(original))
-
-    def uninstall(self) -> None:
-        for owner, name, original in reversed(self._originals):
-            setattr(owner, name, original)
-        self._originals.clear()
-
-    def _timed(self, fn: Any) -> Any:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            start = CLOCK()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.total[self.side] += CLOCK() - start
-        return wrapper
-
-
-MODEL_TIME = ModelTime()
-
-
-def med(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
-def spread(values: list[float]) -> float:
-    """Interquartile range over median: how much a side's epoch times wandered."""
-    if len(values) < 4:
-        return 0.0
-    q1, _, q3 = statistics.quantiles(values, n=4)
-    return (q3 - q1) / med(values)
-
-
-def load() -> str:
-    try:
-        return "/".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:  # pragma: no cover
-        return "?"
+MODEL_TIME = ModelTime(lambda: CLOCK())  # reads the clock --clock chose
 
 
 def table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
@@ -339,7 +285,7 @@ def throughput(args: argparse.Namespace, tmp: Path, gpu: bool = False) -> dict[s
     if gpu:
         CLOCK, CUDA = time.perf_counter, True
     else:
-        MODEL_TIME.install()
+        MODEL_TIME.install([(ConvNet, "forward"), (torch.Tensor, "backward")])
     try:
         return _throughput(args, tmp, gpu)
     finally:

@@ -42,7 +42,6 @@ import copy
 import csv
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -52,6 +51,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from benchtools import ModelTime, load, med, spread
 
 import deepscope
 import deepscope.training.experiment as ds_experiment
@@ -59,41 +59,12 @@ from deepscope.config import load_config
 from deepscope.data.dataset import to_tensors
 from deepscope.data.prepare import prepare_data
 from deepscope.models.build import build_model
+from deepscope.models.nets.combined import CombinedNet
 
 CLOCK = time.perf_counter  # --clock cpu: time.process_time
 
 
-class ModelTime:
-    """CLOCK time spent inside the network's forward and in ``backward``, per side.
-
-    The compute of the model itself wanders by a few per cent from epoch to epoch on a shared
-    machine (frequency, caches), which is more than the overhead being measured. The time *outside*
-    the model's forward and backward (loader, loss, optimizer, hooks, logging) does not wander with
-    it, so its difference between the two sides is the overhead, free of that noise. Both sides go
-    through the same two wrappers (about a microsecond a call).
-    """
-
-    def __init__(self) -> None:
-        self.side = "deepscope"
-        self.total = {"plain": 0.0, "deepscope": 0.0}
-
-    def install(self) -> None:
-        from deepscope.models.nets.combined import CombinedNet
-
-        for owner, name in ((CombinedNet, "forward"), (torch.Tensor, "backward")):
-            setattr(owner, name, self._timed(getattr(owner, name)))
-
-    def _timed(self, fn: Any) -> Any:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            start = CLOCK()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.total[self.side] += CLOCK() - start
-        return wrapper
-
-
-MODEL_TIME = ModelTime()
+MODEL_TIME = ModelTime(lambda: CLOCK())  # reads the clock --clock chose
 
 # --- data and config -------------------------------------------------------------------------------
 
@@ -263,25 +234,6 @@ def run_deepscope(cfg_dict: dict[str, Any], data: dict[str, Any], plain: PlainLo
 # --- report ----------------------------------------------------------------------------------------
 
 
-def med(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
-def _spread(values: list[float]) -> float:
-    """Interquartile range over median: how noisy a side's epoch times were."""
-    if len(values) < 4:
-        return 0.0
-    q1, _, q3 = statistics.quantiles(values, n=4)
-    return (q3 - q1) / med(values)
-
-
-def load() -> str:
-    try:
-        return "/".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:  # pragma: no cover
-        return "?"
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--samples", type=int, default=4096, help="training samples (default 4096)")
@@ -306,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--epochs must be at least 2 (the first epoch is discarded)")
 
     torch.set_num_threads(args.threads)
-    MODEL_TIME.install()
+    MODEL_TIME.install([(CombinedNet, "forward"), (torch.Tensor, "backward")])
     print(f"deepscope {getattr(deepscope, '__version__', '?')}, torch {torch.__version__}, lightning {L.__version__}, "
           f"python {platform.python_version()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads; "
           f"load average before {load()}")
@@ -394,9 +346,9 @@ def main(argv: list[str] | None = None) -> int:
               f"of {25 / (25 + extra):.3f}, at a 5 ms step {5 / (5 + extra):.3f}")
     print(f"  ratio of the fastest epochs: {min(plain_all) / min(ds_all):.3f}")
     print(f"load average after {load()}")
-    spread = max(_spread(plain_all), _spread(ds_all))
-    if spread > 0.10:
-        print(f"WARNING: epoch times vary by {spread:.0%} (interquartile range / median): the machine was busy; "
+    wander = max(spread(plain_all), spread(ds_all))
+    if wander > 0.10:
+        print(f"WARNING: epoch times vary by {wander:.0%} (interquartile range / median): the machine was busy; "
               "rerun on an idle machine for figures to compare")
     print(f"ratio (deepscope / plain samples/s): {ds_sps / plain_sps:.3f}")
     return 0

@@ -67,6 +67,7 @@ class SupervisedSystem(L.LightningModule):
         self.channels_last = channels_last
         self.lr_history: list[tuple[int, float]] = []  # (global step, lr used) of every training step
         self._step_readers: str | None = None  # who reads train_loss_step: "bar", "loggers" or "none"
+        self._dense = task.spec.dense  # image targets: scored per sample as each batch ends (see _step)
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Lightning sets _current_fx_name before and after every hook it calls, dozens of times a
@@ -120,7 +121,7 @@ class SupervisedSystem(L.LightningModule):
                      batch_size=bs, prog_bar=True)
             if self.schedule is not None:
                 self.log("lr_step", self._current_lr(), on_step=True, on_epoch=False, batch_size=bs)
-        if self.task.spec.dense:
+        if self._dense:
             # image outputs are scored per sample now and dropped: keeping a split's cubes until the epoch
             # ends would hold them all in (GPU) memory; their metrics are means over samples anyway. On the
             # device where every metric has a torch version, else on the host (numpy)
