@@ -24,6 +24,8 @@ from deepscope.config.cube_hdf5 import CubeHDF5Data, CubeSlices
 from deepscope.config.data import (ArraysData, AtlasHDF5Data, CalorimeterData, DataBase, DataCommon, DigitsData,
                                    NpzData, SplitConfig, StandardizeConfig)
 from deepscope.config.fits import FitsDirsData, RadioBeam, RadioCubesData
+from deepscope.config.grf import GRFCubesData
+from deepscope.config.hdf5 import HDF5Data
 from deepscope.config.log import LogConfig, MLflowConfig, WeightSnapshotsConfig
 from deepscope.config.model import (CNNConfig, CombinedParams, DropBlockConfig, FiLMGenConfig, GateNetConfig,
                                     LayerRegConfig, NetworkInNetworkConfig, PretrainedModelConfig, ScalarNetConfig,
@@ -60,8 +62,11 @@ TABLES: list[tuple[str, type[BaseModel], tuple[str, ...]]] = [
     ("`data` with `source: fits_dirs`", FitsDirsData, tuple(DataCommon.model_fields)),
     ("`data` with `source: radio_cubes` (and every `fits_dirs` key)", RadioCubesData, _FITS),
     ("`data.beam` (`radio_cubes`)", RadioBeam, ()),
+    ("`data` with `source: hdf5`", HDF5Data, tuple(DataCommon.model_fields)),
     ("`data` with `source: cube_hdf5`", CubeHDF5Data, tuple(DataCommon.model_fields)),
     ("`data.slices` (`cube_hdf5`)", CubeSlices, ()),
+    ("`data` with `source: grf_cubes` (and every `cube_hdf5` key)", GRFCubesData,
+     tuple(k for k in CubeHDF5Data.model_fields if k not in ("source", "path"))),
     ("`data.split`", SplitConfig, ()),
     ("`data.standardize`", StandardizeConfig, ()),
     ("`data.augment`", AugmentConfig, ()),
@@ -125,6 +130,14 @@ MEANINGS: dict[str, str] = {
                               "process). With an HDF5 file, each worker opens the file itself.",
     "DataCommon.check_finite": "Refuse data that holds NaN or inf before training starts (lazy HDF5 data is "
                                "scanned in chunks).",
+    "DataCommon.on_device": "Hold each split's standardized samples in the training device's memory and draw "
+                            "batches there by index (no copy from the host per step, no collate). `auto`: on when "
+                            "training runs on one GPU, the data is in memory, nothing is augmented and the split "
+                            "takes at most a quarter of the GPU's free memory; `true`: always (a CPU too; refused "
+                            "with `data.augment`); `false`: never, batches come from pinned host memory. See "
+                            "[Performance](performance.md#keeping-an-accelerator-fed).",
+    "DataCommon.prefetch": "Batches each loader worker reads ahead (PyTorch's `prefetch_factor`); used with "
+                           "`num_workers` > 0.",
     "ArraysData.source": "`arrays` (aliases `memory`, `in_memory`), the default: arrays passed as "
                          "`deepscope.train(cfg, data=...)`.",
     "NpzData.source": "`npz` (alias `numpy`).",
@@ -205,6 +218,48 @@ MEANINGS: dict[str, str] = {
     "CubeHDF5Data.standardized_on_disk": "`true`: the cubes are stored standardized and `data.standardize.images` "
                                          "defaults to `none`; `false`: it defaults to `global`, fitted on the "
                                          "training cubes.",
+    "CubeHDF5Data.lazy": "`true`: read the cubes (or only the slices a batch needs) from the file batch by batch, as "
+                         "the seed's `WholeCubeDataset`; `false`: read them into memory once; `auto`: in memory when "
+                         "the samples take less than 1 GiB.",
+    # --- hdf5 (docs/hdf5.md)
+    "HDF5Data.source": "`hdf5` (alias `h5`): any HDF5 file, its datasets mapped by name (see [HDF5 files](hdf5.md)).",
+    "HDF5Data.path": "The HDF5 file. Required. A relative path is stored absolute, as for `npz`.",
+    "HDF5Data.sets": "Split (`train`, `val`, `test`) → the group holding that split's datasets; `train` is required. "
+                     "`null`: the datasets are at the file's root and form one pool that `data.split` divides.",
+    "HDF5Data.images": "Image name → its dataset: (N, H, W), or with a channel axis where `data.channels` says "
+                       "((N, H, W, C), (N, D, H, W, C)); or → a list of (N, H, W) / (N, D, H, W) datasets, one "
+                       "channel each. A bare dataset name is one image named `images`.",
+    "HDF5Data.scalars": "Scalar datasets, (N,) or (N, S) each, concatenated to (N, S) in this order.",
+    "HDF5Data.tracks": "One zero-padded (N, T, F) dataset, or a list of (N, T) datasets, one per track feature, "
+                       "stacked to (N, T, F) in this order.",
+    "HDF5Data.targets": "The target dataset: (N,) labels or values, (N, K), or images of an input image's size "
+                        "(dense targets, made channels first as that image). Or a list of (N,) datasets: (N, K) "
+                        "columns named after them. Required.",
+    "HDF5Data.weights": "(N,) dataset of per-sample weights for the loss and the metrics; `null`: none.",
+    "HDF5Data.lazy": "`true`: read each batch from the file during training; `false`: load the data into memory "
+                     "once; `auto`: in memory when it takes less than 1 GiB.",
+    "HDF5Data.shuffle": "Training order in lazy mode. `samples`: every batch is drawn from the whole split; "
+                        "`chunks`: the storage chunks are shuffled, then the samples within windows of a few "
+                        "neighbouring chunks, so each batch reads few chunks (for splits that are groups or "
+                        "`\"start:stop\"` ranges).",
+    "HDF5Data.chunk_cache_mb": "HDF5's chunk cache per dataset and process, in MiB. `null`: for compressed "
+                               "datasets room for 8 of the largest chunks (1 to 64 MiB), else HDF5's default (1 MiB).",
+    # --- grf_cubes (docs/grf-simulator.md)
+    "GRFCubesData.source": "`grf_cubes` (aliases `grf`, `gaussian_random_field`): Gaussian-random-field cubes "
+                           "simulated once into a `cube_hdf5` file at `path`, then read from it (see "
+                           "[Gaussian-random-field cubes](grf-simulator.md)).",
+    "GRFCubesData.path": "The HDF5 file the cubes are written to when it is missing, then read from. Required; "
+                         "stored absolute. A file written with other settings is refused, not overwritten.",
+    "GRFCubesData.size": "Cube side N: every cube is (N, N, N) float32 and a slice (N, N). RACCOON and PENGUIN "
+                         "need N ≥ 64.",
+    "GRFCubesData.slope": "Spectral slope n of class 0 (Newtonian): P(k) ∝ k^(-n), with k in units of the box's "
+                          "fundamental frequency.",
+    "GRFCubesData.slope_difference": "Class label ℓ has the slope `slope + ℓ * slope_difference`: the GR cubes "
+                                     "(label 1) get more power on large scales and less on small ones. `0` makes the "
+                                     "classes identical (a null test).",
+    "GRFCubesData.simulation_seed": "Seed of the white noise, drawn per simulation seed as "
+                                    "`default_rng([simulation_seed, seed])`; the run's `seed` does not change the "
+                                    "cubes.",
     "CubeSlices.axes": "Cube axes to slice along, among 0, 1, 2 (D, H, W; the channel axis is not counted), each "
                        "once. A cube gives the sum of its sizes along them as samples.",
 "SplitConfig.train": "Training part. With fractions: `null` means \"everything not in val/test\". "
@@ -610,6 +665,8 @@ TYPE_OVERRIDES: dict[str, str] = {
     "AtlasHDF5Data.gate_images": "bool, or mapping of image name to list of dataset names",
     "AtlasHDF5Data.n_points": "mapping of split to null, int or index list",
     "CubeHDF5Data.classes": "mapping of key pattern to int ≥ 0",
+    "HDF5Data.images": "dataset name, list of them, or mapping of image name to either",
+    "HDF5Data.sets": "mapping of split to group name, or null",
     "CubeHDF5Data.seeds": "mapping of split to [start, stop) or null",
     "CubeHDF5Data.amplitude": "mapping of class label to float > 0",
     "CalorimeterData.energy_range": "[low, high], floats",

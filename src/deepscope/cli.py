@@ -1,7 +1,7 @@
 """The ``deepscope`` command line: a thin layer over the Python API.
 
-``--help``, ``init``, ``schema`` and ``list`` never import torch or Lightning, so they answer at
-once. ``validate`` never imports Lightning; it imports torch when the config has something to build
+``--help``, ``init``, ``schema``, ``list`` and ``simulate`` never import torch or Lightning, so they
+answer at once. ``validate`` never imports Lightning; it imports torch when the config has something to build
 (component options, or data whose shapes are known: the model), as ``train`` would before its first
 step (:mod:`deepscope.preflight`). User errors print one message and exit 2 (no traceback unless
 ``--debug``).
@@ -121,6 +121,41 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate_grf(args: argparse.Namespace) -> int:
+    """Write RACCOON/PENGUIN's HDF5 cube file of Gaussian-random-field cubes: the file the ``grf_cubes``
+    source writes with the same settings (docs/grf-simulator.md)."""
+    from pathlib import Path
+
+    from pydantic import ValidationError
+
+    from deepscope.config.grf import GRFCubesData
+    from deepscope.data.grf_cubes import grf_options
+    from deepscope.data.simulators.grf import check_grf_file, write_grf_file
+    from deepscope.errors import ConfigError
+
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds: found {args.seeds}; expected the number of simulation seeds to write, >= 1")
+    given = {k: getattr(args, k) for k in ("size", "slope", "slope_difference", "simulation_seed")
+             if getattr(args, k) is not None}
+    try:  # the source's own checks, so the CLI accepts exactly what data.* accepts
+        cfg = GRFCubesData.model_validate({"source": "grf_cubes", "path": args.output,
+                                           "seeds": {"train": [0, args.seeds]}, **given})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = str(err["loc"][0]) if err["loc"] else "path"
+        option = "OUTPUT" if key == "path" else "--" + key.replace("_", "-")
+        raise ConfigError(f"{option}: found {err['input']!r}; {err['msg']}") from None
+    opts, path = grf_options(cfg), Path(cfg.path)
+    if check_grf_file(path, opts, cfg.n_seeds, key="OUTPUT"):
+        print(f"{args.output} already holds these cubes (seeds 0..{cfg.n_seeds - 1}); nothing written")
+        return 0
+    write_grf_file(path, opts, cfg.n_seeds, key="OUTPUT")
+    last = cfg.n_seeds - 1
+    print(f"wrote {args.output}: seeds 0..{last}, datasets gr_seed0000 ... newton_seed{last:04d}, {opts.size}^3 "
+          "float32 (read it with data.source cube_hdf5, or as data_params.datafile of a RACCOON/PENGUIN run file)")
+    return 0
+
+
 def _print_metrics(metrics: dict[str, dict[str, float]], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -208,6 +243,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="checkpoint file (default: best.ckpt, or last.ckpt when "
                                         "train.restore_best_weights is false)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("simulate", parents=[sub_common], help="write a simulated data file")
+    simulators = p.add_subparsers(dest="simulator", metavar="SIMULATOR", required=True)
+    p = simulators.add_parser(
+        "grf", parents=[sub_common],
+        help="Gaussian-random-field cubes in RACCOON/PENGUIN's HDF5 layout (gr_seed0000, newton_seed0000, ...)",
+        description="Write the HDF5 file the grf_cubes source writes with the same settings: one GR and one Newtonian "
+                    "cube per seed, from the same white noise, with power spectra k^-(slope + difference) and "
+                    "k^-slope. An existing file is kept when it holds these cubes, and never overwritten otherwise.")
+    p.add_argument("output", metavar="OUTPUT", help="the HDF5 file to write (e.g. data/grf_cubes.h5)")
+    p.add_argument("--seeds", type=int, default=70, metavar="N", help="simulation seeds 0..N-1 (default: 70)")
+    p.add_argument("--size", type=int, metavar="N", help="cube side (default: 64, as data.size)")
+    p.add_argument("--slope", type=float, help="spectral slope of the Newtonian cubes (default: 2.0)")
+    p.add_argument("--slope-difference", type=float, metavar="D",
+                   help="the GR cubes' slope minus the Newtonian one (default: 0.1)")
+    p.add_argument("--simulation-seed", type=int, metavar="S", help="seed of the white noise (default: 0)")
+    p.set_defaults(func=cmd_simulate_grf)
     return parser
 
 

@@ -110,6 +110,15 @@ SOURCES.declare(
     doc="a NumPy .npz file: images/<name>, scalars, tracks, targets, sample_weights (optionally under train/ val/ test/)",
 )
 SOURCES.declare(
+    "hdf5",
+    "deepscope.data.hdf5:load_hdf5",
+    describe="deepscope.data.hdf5:describe_hdf5",
+    aliases=("h5",),
+    doc="any HDF5 file: datasets mapped to images, scalars, tracks, targets and weights by name, per split group "
+        "or one pool; read lazily in whole sorted, chunk-aligned batches (or into memory when small), "
+        "optionally shuffled chunk by chunk",
+)
+SOURCES.declare(
     "atlas_hdf5",
     "deepscope.data.atlas:load_atlas_hdf5",
     describe="deepscope.data.atlas:describe_atlas_hdf5",
@@ -163,6 +172,15 @@ SOURCES.declare(
     doc="RACCOON/PENGUIN's HDF5 cube file: one dataset per seed and class (keys like gr_seed0001, "
         "newton_seed0001), split by seed ranges; whole cubes or 2D slices along chosen axes, integer class "
         "labels, a per-class amplitude factor",
+)
+SOURCES.declare(
+    "grf_cubes",
+    "deepscope.data.grf_cubes:load_grf_cubes",
+    describe="deepscope.data.grf_cubes:describe_grf_cubes",
+    baselines="deepscope.evaluation.grf_baselines:grf_baselines",
+    aliases=("grf", "gaussian_random_field"),
+    doc="simulated Gaussian-random-field matter cubes (a GR and a Newtonian cube per seed from the same white "
+        "noise, power spectra of slightly different slope) written once as a cube_hdf5 file and read from it",
 )
 
 # --- losses ----------------------------------------------------------------------------------------

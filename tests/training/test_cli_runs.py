@@ -119,7 +119,8 @@ def test_example_configs_smoke_train(tmp_path):
     assert configs
     for path in configs:
         extra = []
-        source = yaml.safe_load(path.read_text())["data"]["source"]
+        raw = yaml.safe_load(path.read_text())
+        source = raw["data"]["source"] if "data" in raw else "raccoon_run_file"
         if source == "calorimeter":
             # small simulated sets, written to the test's folder (the file itself is read lazily)
             extra = ["-o", "data.n_train=300", "-o", "data.n_val=100", "-o", "data.n_test=100",
@@ -133,6 +134,18 @@ def test_example_configs_smoke_train(tmp_path):
             # a few small simulated cubes, written to the test's folder
             extra = ["-o", f"data.path={tmp_path / ('radio_' + path.stem)}", "-o", "data.n_cubes.train=4",
                      "-o", "data.n_cubes.val=2", "-o", "data.n_cubes.test=2"]
+        if source == "grf_cubes":
+            # four seeds of 64³ cubes (PENGUIN needs 64² slices), written to the test's folder
+            extra = ["-o", f"data.path={tmp_path / ('grf_' + path.stem + '.h5')}",
+                     "-o", "data.seeds={train: [0, 2], val: [2, 3], test: [3, 4]}"]
+        if source == "raccoon_run_file":
+            # RACCOON's own format (model_params, data_params, train_params): the file its header says how to make,
+            # with three seeds, in the test's folder
+            assert f"deepscope simulate grf {raw['data_params']['datafile']}" in path.read_text(), \
+                f"{path.name}: the header does not say how to write data_params.datafile"
+            cubes = tmp_path / f"grf_{path.stem}.h5"
+            assert main(["simulate", "grf", str(cubes), "--seeds", "3"]) == 0, path
+            extra = ["-o", f"data.path={cubes}", "-o", "data.seeds={train: [0, 2], val: [2, 3]}"]
         code = main(["train", str(path), "-o", f"log.dir={tmp_path}", "-o", "train.max_steps=3",
                      "-o", "train.epochs=1", "-o", "log.progress_bar=none", "-o", "log.figures=false", *extra])
         assert code == 0, path

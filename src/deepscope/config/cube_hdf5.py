@@ -101,6 +101,9 @@ class CubeHDF5Data(DataCommon):
     standardized_on_disk: bool = Field(
         True, description="true: the cubes are stored standardized, so data.standardize.images defaults to none; "
                           "false: it defaults to global (the training cubes' mean and std, stored with the run)")
+    lazy: Literal["auto"] | bool = Field(
+        "auto", description="read the cubes batch by batch as training goes (true, the seed's WholeCubeDataset) "
+                            "or into memory once (false); auto: in memory when the samples take less than 1 GiB")
 
     @field_validator("split")
     @classmethod

@@ -130,6 +130,20 @@ class DataCommon(StrictModel):
     check_finite: bool = Field(True, description="refuse data with NaN or inf before training")
     augment: AugmentConfig = Field(default_factory=AugmentConfig,
                                    description="random augmentation of training batches (all off by default)")
+    on_device: Literal["auto"] | bool = Field(
+        "auto", description="hold each split's standardized samples in the training device's memory and draw "
+                            "batches there by index (no per-step copy from the host, no collate); auto: when "
+                            "training on one GPU with in-memory data, no augmentation, and the split takes less "
+                            "than a quarter of the GPU's free memory; true: always (on a CPU too); false: never "
+                            "(pinned memory and non-blocking copies on a GPU)")
+    prefetch: int = Field(2, ge=1, description="batches each loader worker reads ahead (with num_workers > 0)")
+
+    @model_validator(mode="after")
+    def _on_device_needs_no_augmentation(self) -> "DataCommon":
+        if self.on_device is True and self.augment.enabled:
+            raise fail("on_device", "data.on_device: true holds the samples on the device, but data.augment "
+                                    "changes each batch on the host; turn one of them off (auto picks for you)")
+        return self
 
 
 class DataBase(DataCommon):
@@ -536,9 +550,11 @@ class CalorimeterData(DataCommon):
 
 from deepscope.config.cube_hdf5 import CubeHDF5Data  # noqa: E402  (it builds on DataCommon above)
 from deepscope.config.fits import FitsDirsData, RadioCubesData  # noqa: E402  (they build on DataCommon above)
+from deepscope.config.grf import GRFCubesData  # noqa: E402  (it builds on CubeHDF5Data)
+from deepscope.config.hdf5 import HDF5Data  # noqa: E402  (it builds on DataBase above)
 
 DataConfig = Annotated[
     Union[ArraysData, NpzData, DigitsData, AtlasHDF5Data, CalorimeterData, FitsDirsData, RadioCubesData,
-          CubeHDF5Data],
+          CubeHDF5Data, HDF5Data, GRFCubesData],
     Field(discriminator="source"),
 ]

@@ -25,7 +25,6 @@ the same reads fill an in-memory :class:`~deepscope.data.arrays.ArraySet` once.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from deepscope.data.arrays import ArraySet
+from deepscope.data.h5read import LAZY_THRESHOLD_BYTES, H5Handle, LazyStore, lazy_or_loaded
 from deepscope.data.atlas_plan import SetPlan, longest_tracks, plan_set, same_images, selected_rows
 from deepscope.errors import DataError
 
@@ -40,9 +40,7 @@ __all__ = ["AtlasHDF5Store", "LAZY_THRESHOLD_BYTES", "describe_atlas_hdf5", "loa
 
 log = logging.getLogger(__name__)
 
-LAZY_THRESHOLD_BYTES = 1 << 30  # lazy: auto keeps less than this in memory
-_CHUNK_BYTES = 64 << 20  # at most this much per read when loading, scanning or checking a whole set
-_CHUNK_ROWS = 4096
+_CHUNK_BYTES = 64 << 20  # a sparse read spanning at most this much is read as one slice
 
 
 def _open(path: Path) -> Any:
@@ -119,17 +117,7 @@ def describe_atlas_hdf5(cfg: Any, task: str) -> Any:
 
 def load_atlas_hdf5(cfg: Any, data: Any = None) -> dict[str, "AtlasHDF5Store | ArraySet"]:
     """The ``atlas_hdf5`` source: lazy stores, or in-memory sets when ``lazy`` says so."""
-    stores = open_atlas_hdf5(cfg)
-    total = sum(len(s) * s.plan.sample_bytes() for s in stores.values())
-    lazy = cfg.lazy if isinstance(cfg.lazy, bool) else total >= LAZY_THRESHOLD_BYTES
-    log.info("atlas_hdf5 '%s': %s, %.1f MiB selected", cfg.path, "lazy" if lazy else "in memory", total / 2**20)
-    if lazy:
-        return dict(stores)
-    out: dict[str, AtlasHDF5Store | ArraySet] = {}
-    for key, store in stores.items():
-        out[key] = store.load()
-        store.close()
-    return out
+    return lazy_or_loaded(open_atlas_hdf5(cfg), cfg.lazy, f"atlas_hdf5 '{cfg.path}'")
 
 
 # --- the store -----------------------------------------------------------------------------------------
@@ -161,11 +149,7 @@ def _pad_tracks(features: list[np.ndarray], names: tuple[str, ...], max_tracks: 
     return out
 
 
-def _reorder(batch: dict[str, Any], order: np.ndarray) -> dict[str, Any]:
-    return {k: (_reorder(v, order) if isinstance(v, dict) else v[order]) for k, v in batch.items()}
-
-
-class AtlasHDF5Store:
+class AtlasHDF5Store(LazyStore):
     """The selected events of one set group, read in batches (the ``SampleStore`` protocol).
 
     Args:
@@ -175,9 +159,10 @@ class AtlasHDF5Store:
         n: number of selected events.
 
     Position ``i`` of the store is file row ``rows[i]`` (or ``i``); :meth:`file_rows` maps them.
-    The h5py file is opened on first use in each process and dropped when pickled, so every
-    DataLoader worker opens its own. ``rows_read`` counts the event rows fetched from the file per
-    dataset (a measure of how much a lazy run reads).
+    The h5py file is opened on first use in each process and dropped when pickled
+    (:class:`~deepscope.data.h5read.H5Handle`), so every DataLoader worker opens its own.
+    ``rows_read`` counts the event rows fetched from the file per dataset (a measure of how much a
+    lazy run reads).
     """
 
     def __init__(self, path: Path, plan: SetPlan, rows: np.ndarray | None, n: int) -> None:
@@ -185,39 +170,22 @@ class AtlasHDF5Store:
         self.plan = plan
         self.rows = rows
         self._n = int(n)
-        self._file: Any = None
-        self._pid: int | None = None
+        self.h5 = H5Handle(self.path, what="data file")
         self.rows_read = 0
-
-    def __len__(self) -> int:
-        return self._n
 
     def __repr__(self) -> str:
         return f"AtlasHDF5Store('{self.path}', group '{self.plan.group}', {self._n} events)"
 
-    # --- the file handle, per process ------------------------------------------------------------------
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_file"], state["_pid"] = None, None  # an open h5py handle must not cross processes
-        return state
+    @property
+    def _file(self) -> Any:
+        """This process's open handle, or None (none is ever pickled)."""
+        return self.h5._file
 
     def _group(self) -> Any:
-        if self._file is None or self._pid != os.getpid():
-            # a forked worker inherits the parent's handle: it drops it unused and opens its own
-            self._file = None
-            self._file = _open(self.path)
-            self._pid = os.getpid()
-        return self._file[self.plan.group]
+        return self.h5.file[self.plan.group]
 
-    def close(self) -> None:
-        """Close this process's handle (the next read opens the file again)."""
-        if self._file is not None and self._pid == os.getpid():
-            try:
-                self._file.close()
-            except Exception:  # noqa: BLE001 - closing a dead handle must not fail a run
-                pass
-        self._file, self._pid = None, None
+    def sample_bytes(self) -> int:
+        return self.plan.sample_bytes()
 
     # --- reads -----------------------------------------------------------------------------------------
 
@@ -253,25 +221,8 @@ class AtlasHDF5Store:
             raise DataError(f"{self._where(name)}: cannot be read ({exc})") from None
         return out
 
-    def _positions(self, positions: np.ndarray) -> np.ndarray:
-        positions = np.asarray(positions, dtype=np.int64).reshape(-1)
-        if positions.size and (positions.min() < 0 or positions.max() >= self._n):
-            raise IndexError(f"{self!r}: position out of range 0..{self._n - 1}")
-        return positions
-
-    def _sorted_rows(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Increasing unique file rows for ``positions`` and, if needed, how to put them back in order."""
-        rows = self.file_rows(self._positions(positions))
-        if rows.size < 2 or bool(np.all(rows[1:] > rows[:-1])):
-            return rows, None
-        uniq, inverse = np.unique(rows, return_inverse=True)
-        return uniq, inverse
-
-    def read(self, positions: np.ndarray) -> dict[str, Any]:
-        """A batch in the data contract's layout (numpy, channels first) for store positions."""
-        rows, inverse = self._sorted_rows(positions)
-        batch = self._read_rows(rows)
-        return batch if inverse is None else _reorder(batch, inverse)
+    def _read_sorted(self, positions: np.ndarray) -> dict[str, Any]:
+        return self._read_rows(self.file_rows(positions))
 
     def _read_rows(self, rows: np.ndarray) -> dict[str, Any]:
         plan = self.plan
@@ -320,24 +271,13 @@ class AtlasHDF5Store:
         out = []
         positions = self._positions(positions)
         for start in range(0, len(positions), 1 << 16):
-            rows, inverse = self._sorted_rows(positions[start:start + (1 << 16)])
-            t = self._targets(self._group(), rows)
-            out.append(t if inverse is None else t[inverse])
+            uniq, inverse = np.unique(positions[start:start + (1 << 16)], return_inverse=True)
+            out.append(self._targets(self._group(), self.file_rows(uniq))[inverse])
         if not out:
             return self._targets(self._group(), np.zeros(0, np.int64))
         return np.concatenate(out)
 
     # --- whole-set passes --------------------------------------------------------------------------------
-
-    def _chunk_rows(self) -> int:
-        return int(max(1, min(_CHUNK_ROWS, _CHUNK_BYTES // max(1, self.plan.sample_bytes()))))
-
-    def chunks(self) -> Any:
-        """Yield ``(positions, batch)`` over every selected event, a bounded chunk at a time."""
-        step = self._chunk_rows()
-        for start in range(0, self._n, step):
-            positions = np.arange(start, min(start + step, self._n))
-            yield positions, self.read(positions)
 
     def check_finite(self, where: str) -> None:
         """Raise :class:`DataError` naming the first dataset (and event) with NaN or inf; streams the set."""
@@ -374,20 +314,3 @@ class AtlasHDF5Store:
                     f"{int(self.file_rows(positions[-1:])[0])}, first in event {row}); "
                     "clean the data or set data.check_finite: false"
                 )
-
-    def load(self) -> ArraySet:
-        """Read every selected event into an in-memory :class:`ArraySet` (chunk by chunk, no second copy)."""
-        out: dict[str, Any] = {}
-
-        def fill(dst: dict[str, Any], src: dict[str, Any], sl: slice) -> None:
-            for key, value in src.items():
-                if isinstance(value, dict):
-                    fill(dst.setdefault(key, {}), value, sl)
-                else:
-                    if key not in dst:
-                        dst[key] = np.empty((self._n, *value.shape[1:]), dtype=value.dtype)
-                    dst[key][sl] = value
-
-        for positions, batch in self.chunks():
-            fill(out, batch, slice(int(positions[0]), int(positions[-1]) + 1))
-        return ArraySet.from_batch(out)

@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 
 from deepscope.data.arrays import ArraySet
+from deepscope.data.h5read import H5Handle, LazyStore, lazy_or_loaded
 from deepscope.data.sources import Description
 from deepscope.errors import DataError, did_you_mean
 
-__all__ = ["CubePlan", "CubeSample", "describe_cube_hdf5", "load_cube_hdf5", "plan_cube_hdf5"]
+__all__ = ["CubePlan", "CubeSample", "CubeStore", "describe_cube_hdf5", "load_cube_hdf5", "plan_cube_hdf5"]
 
 IMAGE_NAME = "cube"
 _SHOWN_KEYS = 5  # keys listed when none matches a pattern
@@ -197,54 +198,118 @@ def plan_cube_hdf5(cfg: Any) -> CubePlan:
     return CubePlan(path, splits, first[2], sample_shape, per_cube)
 
 
-# --- loading and describing ------------------------------------------------------------------------
+# --- the store: cubes read as they are asked for ---------------------------------------------------
 
 
-def _samples(cfg: Any, cube: np.ndarray) -> np.ndarray:
-    """The samples of one (C, D, H, W) cube: itself (1, C, D, H, W), or its slices (S, C, *plane) in
-    the order of ``data.slices.axes``, each axis by increasing index."""
-    if cfg.slices is None:
-        return cube[None]
-    return np.concatenate([np.moveaxis(cube, 1 + axis, 0) for axis in cfg.slices.axes])
+class CubeStore(LazyStore):
+    """The samples of one split, read from the file batch by batch (the ``SampleStore`` protocol), as
+    the seed's ``WholeCubeDataset`` reads its cubes.
+
+    Position ``p`` is slice ``p % slices_per_cube`` of cube ``p // slices_per_cube`` (the cube itself
+    without slices). A batch reads, per cube it touches, only the slices it needs: one hyperslab per
+    slice axis (a plain slice when the indices are consecutive). Labels come from the plan, without
+    reading the file.
+
+    Args:
+        cfg: the validated ``cube_hdf5`` data section (slices, amplitude).
+        plan: the checked plan (:func:`plan_cube_hdf5`).
+        cubes: this split's cubes.
+    """
+
+    def __init__(self, cfg: Any, plan: CubePlan, cubes: list[CubeSample]) -> None:
+        self.plan, self.cubes = plan, cubes
+        self.axes: tuple[int, ...] = tuple(cfg.slices.axes) if cfg.slices is not None else ()
+        self.amplitude = {int(k): float(v) for k, v in cfg.amplitude.items() if v != 1.0}
+        self.labels = np.asarray([c.label for c in cubes], np.int64)
+        self._n = len(cubes) * plan.slices_per_cube
+        self.h5 = H5Handle(plan.path)
+        self.rows_read = 0  # slices (or cubes) read from the file
+
+    def __repr__(self) -> str:
+        return f"CubeStore('{self.plan.path}', {len(self.cubes)} cubes, {self._n} samples)"
+
+    def sample_bytes(self) -> int:
+        return int(np.prod(self.plan.sample_shape)) * 4 + 8
+
+    def _dataset(self, cube: CubeSample) -> Any:
+        return self.h5.file[cube.key]
+
+    def _read_cube(self, cube: CubeSample, within: np.ndarray) -> np.ndarray:
+        """Samples ``within`` (increasing) of one cube, (k, C, ...) float32 before the amplitude."""
+        ds = self._dataset(cube)
+        offset = ds.ndim - 3  # a stored channel axis comes first
+        if not self.axes:
+            self.rows_read += 1
+            return np.asarray(ds[()], dtype=np.float32).reshape(1, *self.plan.cube_shape)
+        spatial = self.plan.cube_shape[1:]
+        bounds = np.cumsum([0] + [spatial[a] for a in self.axes])
+        parts = []
+        for k, axis in enumerate(self.axes):
+            sel = within[(within >= bounds[k]) & (within < bounds[k + 1])] - bounds[k]
+            if not len(sel):
+                continue
+            index: list[Any] = [slice(None)] * ds.ndim
+            consecutive = int(sel[-1]) - int(sel[0]) + 1 == len(sel)
+            index[offset + axis] = slice(int(sel[0]), int(sel[-1]) + 1) if consecutive else sel.tolist()
+            block = np.asarray(ds[tuple(index)], dtype=np.float32)
+            block = np.moveaxis(block, offset + axis, 0)  # (k, [C,] plane)
+            parts.append(block if offset else block[:, None])
+            self.rows_read += len(sel)
+        return np.concatenate(parts)
+
+    def _read_sorted(self, positions: np.ndarray) -> dict[str, Any]:
+        per = self.plan.slices_per_cube
+        images = np.empty((len(positions), *self.plan.sample_shape), np.float32)
+        which = positions // per
+        bounds = np.flatnonzero(np.diff(which)) + 1
+        for group in np.split(np.arange(len(positions)), bounds):
+            if not len(group):
+                continue
+            cube = self.cubes[int(which[group[0]])]
+            try:
+                block = self._read_cube(cube, positions[group] % per)
+            except (OSError, RuntimeError, ValueError, TypeError, KeyError) as exc:
+                raise DataError(f"'{self.plan.path}': dataset '{cube.key}' cannot be read ({exc})") from None
+            factor = self.amplitude.get(cube.label)
+            if factor is not None:
+                block *= np.float32(factor)
+            images[group] = block
+        return {"images": {IMAGE_NAME: images}, "targets": self.labels[which]}
+
+    def read_targets(self, positions: np.ndarray) -> np.ndarray:
+        """The class labels of ``positions``, from the plan (no cube is read)."""
+        return self.labels[self._positions(positions) // self.plan.slices_per_cube]
+
+    def describe_sample(self, key: str, position: int) -> str:
+        per = self.plan.slices_per_cube
+        cube = self.cubes[position // per]
+        where = f", slice {position % per}" if self.axes else ""
+        return f"'{self.plan.path}', dataset '{cube.key}'{where}"
 
 
-def _load_split(cfg: Any, plan: CubePlan, f: Any, cubes: list[CubeSample]) -> ArraySet:
-    per = plan.slices_per_cube
-    images = np.empty((len(cubes) * per, *plan.sample_shape), np.float32)
-    labels = np.repeat(np.asarray([c.label for c in cubes], np.int64), per)
-    for i, c in enumerate(cubes):
-        try:
-            cube = np.asarray(f[c.key][()], dtype=np.float32).reshape(plan.cube_shape)
-        except OSError as exc:
-            raise DataError(f"'{plan.path}': dataset '{c.key}' cannot be read ({exc})") from None
-        factor = cfg.amplitude.get(c.label, 1.0)
-        if factor != 1.0:
-            cube *= np.float32(factor)
-        images[i * per:(i + 1) * per] = _samples(cfg, cube)
-    return ArraySet(images={IMAGE_NAME: images}, targets=labels)
-
-
-def load_cube_hdf5(cfg: Any, data: Any = None) -> dict[str, ArraySet]:
+def load_cube_hdf5(cfg: Any, data: Any = None) -> dict[str, CubeStore | ArraySet]:
     """The ``cube_hdf5`` source: the train set and, when their seeds are given, the val and test sets.
 
-    The cubes are read into memory once; lazy reading (the seed's ``WholeCubeDataset``) is to come.
+    Each split is a :class:`CubeStore` that reads its cubes batch by batch, or, as ``data.lazy``
+    says, an in-memory set filled by the same reads once.
 
     Args:
         cfg: a validated ``cube_hdf5`` data section.
         data: unused (the source reads its file).
 
     Returns:
-        ``{"train": ..., "val": ..., "test": ...}`` (the splits given in ``data.seeds``) of sets with
-        images ``{"cube": (N, C, D, H, W)}`` float32, or ``(N, C, *plane)`` for slices, each class's
-        cubes multiplied by its ``data.amplitude``; targets (N,) int64 class labels. Samples are
-        ordered by seed, then class (the order of ``data.classes``), then slice axis and index.
+        ``{"train": ..., "val": ..., "test": ...}`` (the splits given in ``data.seeds``) of stores
+        whose samples are images ``{"cube": (C, D, H, W)}`` float32, or ``(C, *plane)`` for slices,
+        each class's cubes multiplied by its ``data.amplitude``, and targets the int64 class labels.
+        Samples are ordered by seed, then class (the order of ``data.classes``), then slice axis and
+        index.
 
     Raises:
         DataError: what :func:`plan_cube_hdf5` raises, or a cube that cannot be read.
     """
     plan = plan_cube_hdf5(cfg)
-    with _open(plan.path) as f:
-        return {name: _load_split(cfg, plan, f, cubes) for name, cubes in plan.splits.items()}
+    stores = {name: CubeStore(cfg, plan, cubes) for name, cubes in plan.splits.items()}
+    return lazy_or_loaded(stores, cfg.lazy, f"cube_hdf5 '{plan.path}'")
 
 
 def describe_cube_hdf5(cfg: Any, task: str) -> Description | None:

@@ -92,6 +92,14 @@ def _reorder(batch: dict[str, Any], order: np.ndarray) -> dict[str, Any]:
     return {k: (_reorder(v, order) if isinstance(v, dict) else v[order]) for k, v in batch.items()}
 
 
+def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: (_to_device(v, device) if isinstance(v, dict) else v.to(device)) for k, v in batch.items()}
+
+
+def _index(held: dict[str, Any], idx: torch.Tensor) -> dict[str, Any]:
+    return {k: (_index(v, idx) if isinstance(v, dict) else v.index_select(0, idx)) for k, v in held.items()}
+
+
 class BatchIndexSampler(Sampler[np.ndarray]):
     """Yields arrays of positions, one per batch; reshuffled per epoch from ``(seed, epoch)``.
 
@@ -115,12 +123,16 @@ class BatchIndexSampler(Sampler[np.ndarray]):
         drop_last: drop the last batch when it is partial.
         num_replicas, rank: the number of processes and this one's global rank (DDP).
         pad: see above.
+        block: shuffle chunk-locally: permute the order of blocks of ``block`` consecutive positions
+            (a file's storage chunks), then the positions within windows of a few neighbouring blocks
+            (at least two, and at least two global batches), so that each batch reads few chunks.
+            None: every batch is drawn from the whole split.
     """
 
     def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False,
-                 num_replicas: int = 1, rank: int = 0, pad: bool = False) -> None:
+                 num_replicas: int = 1, rank: int = 0, pad: bool = False, block: int | None = None) -> None:
         self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
-        self.drop_last, self.pad = drop_last, pad
+        self.drop_last, self.pad, self.block = drop_last, pad, block
         self.num_replicas, self.rank = 1, 0
         self.shard(num_replicas, rank)
         self.epoch = 0
@@ -137,9 +149,23 @@ class BatchIndexSampler(Sampler[np.ndarray]):
 
     with_epoch = False  # yield (epoch, positions) instead of positions (set by BatchLoader when needed)
 
+    def _order(self) -> np.ndarray:
+        """This epoch's order of the positions."""
+        if not self.shuffle:
+            return np.arange(self.n)
+        rng = np.random.default_rng([self.seed, self.epoch])
+        if not self.block or self.block <= 1:
+            return rng.permutation(self.n)
+        block = int(self.block)
+        starts = rng.permutation(np.arange(0, self.n, block))
+        order = np.concatenate([np.arange(s, min(s + block, self.n)) for s in starts])
+        window = block * max(2, -(-2 * self.batch_size * self.num_replicas // block))
+        for start in range(0, self.n, window):
+            rng.shuffle(order[start:start + window])  # in place, within the window
+        return order
+
     def _batches(self) -> list[np.ndarray]:
-        order = (np.random.default_rng([self.seed, self.epoch]).permutation(self.n) if self.shuffle
-                 else np.arange(self.n))
+        order = self._order()
         b, w, r = self.batch_size, self.num_replicas, self.rank
         full = self.n // (b * w)
         batches = [order[k * b * w + r * b:k * b * w + (r + 1) * b] for k in range(full)]
@@ -172,20 +198,54 @@ class BatchLoader(DataLoader):
     """
 
     def __init__(self, dataset: BatchDataset, sampler: BatchIndexSampler, num_workers: int = 0,
-                 pin_memory: bool = False) -> None:
+                 pin_memory: bool = False, prefetch: int = 2, device: str | torch.device | None = None) -> None:
         super().__init__(dataset, sampler=sampler, batch_size=None, num_workers=num_workers,
-                         pin_memory=pin_memory, persistent_workers=num_workers > 0)
+                         pin_memory=pin_memory and device is None, persistent_workers=num_workers > 0,
+                         prefetch_factor=prefetch if num_workers > 0 else None)
         self._done = 0
         self._resume_at = 0
         sampler.with_epoch = dataset.transform is not None
+        if device is not None and dataset.transform is not None:
+            raise ValueError("a loader holding its data on a device cannot apply a numpy transform per batch")
+        self.device = device
+        self._held: dict[str, Any] | None = None
 
     def __iter__(self) -> Iterator[dict[str, Any]]:  # type: ignore[override]
         start, self._resume_at = self._resume_at, 0
         self.sampler.skip = start
         self._done = start
+        if self.device is not None:
+            return self._on_device()
         if self.num_workers == 0 and not self.pin_memory:
             return self._in_process()
         return super().__iter__()
+
+    def held(self) -> dict[str, Any]:
+        """The split's samples as tensors on :attr:`device` (standardized), moved there on first use.
+
+        ``"cuda"`` means the current CUDA device, which Lightning sets for each process before it asks
+        for batches.
+        """
+        if self._held is None:
+            device = torch.device(self.device)
+            if device.type == "cuda" and device.index is None:
+                device = torch.device("cuda", torch.cuda.current_device())
+            dataset = self.dataset
+            batch = dataset.store.read(dataset.indices)
+            if dataset.standardizer is not None:
+                batch = dataset.standardizer.transform(batch)
+            batch["index"] = dataset.indices
+            self._held = _to_device(to_tensors(batch), device)
+        return self._held
+
+    def _on_device(self) -> Iterator[dict[str, Any]]:
+        """Batches drawn by index from the tensors held on the device: no copy from the host but the
+        positions, no collate."""
+        held = self.held()
+        device = held["index"].device
+        for positions in self.sampler:
+            idx = torch.from_numpy(np.asarray(positions, dtype=np.int64)).to(device, non_blocking=True)
+            yield _index(held, idx)
 
     def _in_process(self) -> Iterator[dict[str, Any]]:
         """The batches, read in this process. What the DataLoader's own iterator adds per batch without

@@ -20,6 +20,11 @@ from deepscope.errors import CheckpointError
 __all__ = ["Standardizer"]
 
 _EPS = 1e-12
+_CHUNK_BYTES = 64 << 20
+
+
+def _batch_bytes(batch: dict[str, Any]) -> int:
+    return sum(_batch_bytes(v) if isinstance(v, dict) else int(np.asarray(v).nbytes) for v in batch.values())
 
 
 class _Moments:
@@ -84,8 +89,11 @@ class Standardizer:
         standardize_targets: bool,
         chunk: int = 4096,
     ) -> "Standardizer":
-        """Accumulate statistics over ``indices`` read in chunks by ``read``."""
+        """Accumulate statistics over ``indices`` read in chunks by ``read``: at most ``chunk``
+        samples and about 64 MiB per read (cubes are large), so lazy stores stream."""
         moments: dict[str, _Moments] = {}
+        if len(indices):
+            chunk = max(1, min(chunk, _CHUNK_BYTES // max(1, _batch_bytes(read(indices[:1])))))
         for start in range(0, len(indices), chunk):
             batch = read(indices[start:start + chunk])
             for name, img in batch.get("images", {}).items():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["confusion_matrix_figure", "dense_figure", "learning_curves", "parameters_figure", "lr_finder_figures", "lr_schedule_figure", "regression_figure",
+__all__ = ["confusion_matrix_figure", "dense_figure", "roc_figure", "roc_points", "learning_curves", "parameters_figure", "lr_finder_figures", "lr_schedule_figure", "regression_figure",
            "resolution_figure", "weight_histogram", "weight_histograms_figure"]
 
 
@@ -186,6 +186,50 @@ def confusion_matrix_figure(pred: np.ndarray, target: np.ndarray, out: Path, tit
     acc = np.trace(cm) / max(cm.sum(), 1)
     ax.set_title(f"{title} accuracy {acc:.3f} ({cm.sum()} samples)".strip())
     fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
+    return _save(fig, out)
+
+
+def roc_points(probs: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """The ROC curve of scores for a binary target, one point per distinct score, and its area.
+
+    Args:
+        probs: (N,) or (N, 1) scores, higher meaning class 1.
+        target: (N,) or (N, 1) labels; >= 0.5 counts as class 1.
+
+    Returns:
+        ``(fpr, tpr, auc)``: false and true positive rates from (0, 0) to (1, 1), and the trapezoid
+        area under them (tied scores give one diagonal step: the AUC counts ties as one half);
+        ``auc`` is NaN when one class is missing.
+    """
+    p = np.asarray(probs, np.float64).reshape(-1)
+    positive = np.asarray(target, np.float64).reshape(-1) >= 0.5
+    order = np.argsort(-p, kind="stable")
+    p, positive = p[order], positive[order]
+    last = np.r_[np.flatnonzero(np.diff(p)), len(p) - 1]  # the last sample of each distinct score
+    tp = np.r_[0, np.cumsum(positive)[last]].astype(np.float64)
+    fp = np.r_[0, np.cumsum(~positive)[last]].astype(np.float64)
+    n_pos, n_neg = tp[-1], fp[-1]
+    if n_pos == 0 or n_neg == 0:
+        return fp / max(n_neg, 1), tp / max(n_pos, 1), float("nan")
+    fpr, tpr = fp / n_neg, tp / n_pos
+    return fpr, tpr, float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+
+
+def roc_figure(probs: np.ndarray, target: np.ndarray, out: Path, title: str = "") -> Path:
+    """ROC curve of a binary classifier with its AUC in the legend, beside the chance diagonal."""
+    fpr, tpr, area = roc_points(probs, target)
+    labels = np.asarray(target).reshape(-1) >= 0.5
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    ax.plot(fpr, tpr, color="tab:blue", lw=1.8, label=f"model (AUC {area:.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="chance (AUC 0.500)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.005)
+    ax.set_aspect("equal")
+    ax.set_xlabel("false positive rate (class 0 called 1)")
+    ax.set_ylabel("true positive rate (class 1 found)")
+    ax.set_title(f"{title} ROC ({int(labels.sum())} of {labels.size} samples in class 1)".strip())
+    ax.legend(loc="lower right")
     return _save(fig, out)
 
 

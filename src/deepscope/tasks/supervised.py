@@ -132,6 +132,12 @@ class SupervisedFamily(TaskFamily):
         if outputs.kind == "multiclass":
             plots.confusion_matrix_figure(result["predictions"], result["targets"],
                                           figures / f"confusion_matrix_{split}.png", title=split)
+        elif outputs.kind == "binary" and spec.output_size == 1 and not spec.dense:
+            # one logit (or sigmoid output) per sample: the classes at the threshold, and every threshold
+            target = result["targets"].reshape(-1)
+            plots.confusion_matrix_figure(result["predictions"].reshape(-1), (target >= 0.5).astype(int),
+                                          figures / f"confusion_matrix_{split}.png", title=split)
+            plots.roc_figure(result["probabilities"], target, figures / f"roc_{split}.png", title=split)
         elif outputs.kind == "regression" and spec.dense:
             if inputs is not None:
                 plots.dense_figure(inputs, result["predictions"], result["targets"],

@@ -19,6 +19,7 @@ import torch
 
 from deepscope import preflight
 from deepscope.config import ExperimentConfig, load_config
+from deepscope.data.arrays import ArraySet
 from deepscope.data.dataset import BatchDataset, BatchIndexSampler, BatchLoader
 from deepscope.data.prepare import PreparedData, check_target_standardization, prepare_data, training_crop
 from deepscope.data.sources import read_npz_set
@@ -38,6 +39,7 @@ from deepscope.training.lr_finder import find_lr, load_choice
 from deepscope.training.performance import (compile_net, convert_channels_last, set_deterministic_env,
                                             training_device, use_channels_last)
 from deepscope.training.pretrained import freeze_pretrained, load_pretrained
+from deepscope.training.placement import loader_device
 from deepscope.training.run import RunDir, claim_run, write_config
 from deepscope.tasks import family_for
 from deepscope.training.task import Task
@@ -79,10 +81,18 @@ def _loader(prepared: PreparedData, split: str, cfg: ExperimentConfig, shuffle: 
                            transform=_batch_transform(cfg, split, prepared))
     # validation is padded, not cut, when the last global batch is smaller than the processes: every
     # sample is scored (BatchIndexSampler)
+    block = None
+    if shuffle and getattr(cfg.data, "shuffle", "samples") == "chunks":
+        block = getattr(store, "chunk_rows", None)
+        if block is None:
+            log.info("data.shuffle: chunks: the %s split is %s; its batches are drawn from the whole split", split,
+                     "in memory" if isinstance(store, ArraySet) else "stored without chunks")
     sampler = BatchIndexSampler(len(dataset), cfg.train.batch_size, shuffle=shuffle, seed=cfg.seed,
-                                num_replicas=processes, pad=not shuffle)
-    return BatchLoader(dataset, sampler, num_workers=cfg.data.num_workers,
-                       pin_memory=torch.cuda.is_available() and cfg.train.accelerator != "cpu")
+                                num_replicas=processes, pad=not shuffle, block=block)
+    device = loader_device(cfg, store, dataset.indices, dataset.transform, processes)
+    return BatchLoader(dataset, sampler, num_workers=0 if device else cfg.data.num_workers,
+                       pin_memory=torch.cuda.is_available() and cfg.train.accelerator != "cpu",
+                       prefetch=cfg.data.prefetch, device=device)
 
 
 def _batch_transform(cfg: ExperimentConfig, split: str, prepared: PreparedData) -> Any:
