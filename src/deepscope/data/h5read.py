@@ -121,20 +121,16 @@ def chunk_cache_bytes(datasets: list[Any], cache_mb: float | None = None) -> int
     return int(min(_CACHE_MAX, max(_CACHE_MIN, _CACHE_CHUNKS * largest)))
 
 
-def _runs(ids: np.ndarray) -> list[tuple[int, int]]:
-    """``[first, last]`` of each run of consecutive values in increasing ``ids``."""
+def _runs_of(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First and last value of each run of consecutive values in increasing ``ids``."""
     breaks = np.flatnonzero(np.diff(ids) > 1)
-    starts = np.concatenate([[0], breaks + 1])
-    ends = np.concatenate([breaks, [len(ids) - 1]])
-    return [(int(ids[s]), int(ids[e])) for s, e in zip(starts, ends)]
+    return ids[np.r_[0, breaks + 1]], ids[np.r_[breaks, len(ids) - 1]]
 
 
 def _runs_at(rows: np.ndarray, at: np.ndarray) -> list[tuple[int, int]]:
     """``[first, last]`` positions (in ``at``, increasing) of each run of consecutive rows."""
     breaks = np.flatnonzero((np.diff(at) != 1) | (np.diff(rows[at]) != 1))
-    starts = np.concatenate([[0], breaks + 1])
-    ends = np.concatenate([breaks, [len(at) - 1]])
-    return [(int(at[s]), int(at[e])) for s, e in zip(starts, ends)]
+    return list(zip(at[np.r_[0, breaks + 1]].tolist(), at[np.r_[breaks, len(at) - 1]].tolist()))
 
 
 def take_rows(ds: Any, rows: np.ndarray, where: str) -> tuple[np.ndarray, int]:
@@ -156,34 +152,30 @@ def take_rows(ds: Any, rows: np.ndarray, where: str) -> tuple[np.ndarray, int]:
     try:
         if len(rows) == 0:
             return ds[0:0], 0
-        per = chunk_rows(ds)
-        if per is None:
-            row_bytes = max(1, int(np.prod(ds.shape[1:])) * ds.dtype.itemsize)
-            gap = max(1, _GAP_BYTES // row_bytes)
-            cut = np.flatnonzero(np.diff(rows) > gap) + 1
-            spans = [(int(g[0]), int(g[-1]) + 1) for g in np.split(rows, cut)]
-        else:
-            n = ds.shape[0]
-            spans = [(a * per, min((b + 1) * per, n)) for a, b in _runs(np.unique(rows // per))]
-        if len(spans) == 1 and spans[0][1] - spans[0][0] == len(rows):
-            return ds[spans[0][0]:spans[0][1]], len(rows)
-        out = np.empty((len(rows), *ds.shape[1:]), ds.dtype)
         row_bytes = max(1, int(np.prod(ds.shape[1:])) * ds.dtype.itemsize)
-        sparse: list[np.ndarray] = []
-        done, read = 0, 0
-        for lo, hi in spans:
-            stop = int(np.searchsorted(rows, hi, side="left"))
-            wanted = stop - done
-            if 4 * wanted >= hi - lo or (hi - lo) * row_bytes <= wanted * _ROW_READ_BYTES:
-                out[done:stop] = ds[lo:hi][rows[done:stop] - lo]
-                read += hi - lo
-            else:
-                sparse.append(np.arange(done, stop))
-            done = stop
-        if sparse:  # one plain slice per run of consecutive rows: cheaper than h5py's point selections
-            at = np.concatenate(sparse)
-            for first, last in _runs_at(rows, at):
-                out[first:last + 1] = ds[int(rows[first]):int(rows[last]) + 1]
+        per = chunk_rows(ds)
+        if per is None:  # spans: groups of rows less than a few MiB apart
+            cut = np.flatnonzero(np.diff(rows) > max(1, _GAP_BYTES // row_bytes)) + 1
+            los = rows[np.r_[0, cut]]
+            his = rows[np.r_[cut - 1, len(rows) - 1]] + 1
+        else:  # spans: runs of neighbouring chunks
+            first, last = _runs_of(np.unique(rows // per))
+            los, his = first * per, np.minimum((last + 1) * per, ds.shape[0])
+        if len(los) == 1 and his[0] - los[0] == len(rows):
+            return ds[int(los[0]):int(his[0])], len(rows)
+        stops = np.searchsorted(rows, his, side="left")
+        starts = np.r_[0, stops[:-1]]
+        wanted, width = stops - starts, his - los
+        dense = (4 * wanted >= width) | (width * row_bytes <= wanted * _ROW_READ_BYTES)
+        out = np.empty((len(rows), *ds.shape[1:]), ds.dtype)
+        read = int(width[dense].sum())
+        for k in np.flatnonzero(dense):
+            lo, a, b = int(los[k]), int(starts[k]), int(stops[k])
+            out[a:b] = ds[lo:int(his[k])][rows[a:b] - lo]
+        if not dense.all():  # one plain slice per run of consecutive rows: cheaper than h5py's point selections
+            at = np.flatnonzero(np.repeat(~dense, wanted))
+            for a, b in _runs_at(rows, at):
+                out[a:b + 1] = ds[int(rows[a]):int(rows[b]) + 1]
             read += len(at)
         return out, read
     except (OSError, RuntimeError, ValueError, TypeError, KeyError) as exc:
