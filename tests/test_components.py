@@ -69,7 +69,7 @@ def test_metric_meta(name):
 
 def test_metric_tasks():
     classification = {n for n in METRICS.names() if METRICS.entry(n).meta["task"] == "classification"}
-    assert classification == {"accuracy", "auc", "precision", "recall", "f1"}
+    assert classification == {"accuracy", "auc", "precision", "recall", "f1", "exact_match", "hamming_loss"}
 
 
 def _tags(annotation, field):

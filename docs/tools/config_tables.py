@@ -26,6 +26,8 @@ from deepscope.config.data import (ArraysData, AtlasHDF5Data, CalorimeterData, D
 from deepscope.config.fits import FitsDirsData, RadioBeam, RadioCubesData
 from deepscope.config.grf import GRFCubesData
 from deepscope.config.hdf5 import HDF5Data
+from deepscope.config.root import RootAxis, RootData, RootTarget, RootView
+from deepscope.config.tracker import TrackDetectorData
 from deepscope.config.log import LogConfig, MLflowConfig, WeightSnapshotsConfig
 from deepscope.config.model import (CNNConfig, CombinedParams, DropBlockConfig, FiLMGenConfig, GateNetConfig,
                                     LayerRegConfig, NetworkInNetworkConfig, PretrainedModelConfig, ScalarNetConfig,
@@ -35,6 +37,8 @@ from deepscope.config.nets.common import ConvNetParams
 from deepscope.config.nets.deepfocus import DeepFocusParams
 from deepscope.config.nets.densenet import DenseNetParams
 from deepscope.config.nets.resnet import ResNetParams
+from deepscope.config.nets.capsnet import CapsNetParams
+from deepscope.config.nets.multiview import MultiviewParams
 from deepscope.config.nets.penguin import PenguinParams
 from deepscope.config.nets.raccoon import RaccoonParams
 from deepscope.config.nets.unet import UNetParams
@@ -63,6 +67,12 @@ TABLES: list[tuple[str, type[BaseModel], tuple[str, ...]]] = [
     ("`data` with `source: radio_cubes` (and every `fits_dirs` key)", RadioCubesData, _FITS),
     ("`data.beam` (`radio_cubes`)", RadioBeam, ()),
     ("`data` with `source: hdf5`", HDF5Data, tuple(DataCommon.model_fields)),
+    ("`data` with `source: root`", RootData, tuple(DataCommon.model_fields)),
+    ("`data` with `source: track_detector` (and every `root` key)", TrackDetectorData,
+     tuple(k for k in RootData.model_fields if k not in ("source", "path", "views", "target"))),
+    ("`data.views.<name>` (`root`)", RootView, ()),
+    ("`data.views.<name>.rows` and `.cols` as a mapping (`root`)", RootAxis, ()),
+    ("`data.target` (`root`)", RootTarget, ()),
     ("`data` with `source: cube_hdf5`", CubeHDF5Data, tuple(DataCommon.model_fields)),
     ("`data.slices` (`cube_hdf5`)", CubeSlices, ()),
     ("`data` with `source: grf_cubes` (and every `cube_hdf5` key)", GRFCubesData,
@@ -94,6 +104,8 @@ TABLES: list[tuple[str, type[BaseModel], tuple[str, ...]]] = [
     ("`model` with `architecture: deepfocus`", DeepFocusParams, _NET),
     ("`model` with `architecture: raccoon`", RaccoonParams, ()),
     ("`model` with `architecture: penguin`", PenguinParams, ()),
+    ("`model` with `architecture: multiview`", MultiviewParams, ()),
+    ("`model` with `architecture: capsnet`", CapsNetParams, ()),
     ("`train`", TrainConfig, ()),
     ("`train.loss` as a weighted sum: each term", LossTerm, ()),
     ("`train.early_stopping`", EarlyStoppingConfig, ()),
@@ -221,6 +233,54 @@ MEANINGS: dict[str, str] = {
     "CubeHDF5Data.lazy": "`true`: read the cubes (or only the slices a batch needs) from the file batch by batch, as "
                          "the seed's `WholeCubeDataset`; `false`: read them into memory once; `auto`: in memory when "
                          "the samples take less than 1 GiB.",
+    # --- root (docs/root-data.md)
+    "TrackDetectorData.source": "`track_detector` (aliases `supernemo_sim`, `tracker_sim`): simulated SuperNEMO-like "
+                                "tracker events written once as a ROOT file at `path`, then read as the `root` source "
+                                "reads any file (see [ROOT files](root-data.md)).",
+    "TrackDetectorData.path": "The ROOT file the events are written to when it is missing, then read from. Required. "
+                              "A file written with other settings is refused, never overwritten.",
+    "TrackDetectorData.n_events": "Events to simulate (10 to 5 000 000); event i depends only on the seed and i.",
+    "TrackDetectorData.simulation_seed": "Seed of the simulation.",
+    "TrackDetectorData.options": "The simulator's detector and event settings by name (track multiplicity "
+                                 "probabilities, z resolution, cell inefficiency, noise rate, curvature, ...); an "
+                                 "unknown name gets a did-you-mean.",
+    "TrackDetectorData.views": "As for `root`; default: SuperNEMO's `top` (layer × column, 9 × 113), `side` (z × "
+                               "column, 30 × 113) and `front` (z × layer, 30 × 9) views of every hit.",
+    "TrackDetectorData.target": "As for `root`; default `{branch: n_tracks, classes: [1, 2, 3, 4]}` (the number of "
+                                "tracks as classes 0-3); `{multi_hot: calo_column, size: 22}` for the calorimeter "
+                                "columns hit.",
+    "RootData.source": "`root` (aliases `uproot`, `root_tree`): events of a ROOT TTree read with uproot, no ROOT "
+                       "install (see [ROOT files](root-data.md)).",
+    "RootData.path": "A ROOT file or a glob of files (`runs/*.root`), read in sorted order as one pool of events "
+                     "that `data.split` divides. Stored absolute. Give `path` or `files`.",
+    "RootData.files": "Split (`train`, `val`, `test`) → a file or glob of that split's files, instead of `path` "
+                      "(then no `data.split`); `train` is required.",
+    "RootData.tree": "The TTree holding the events, one entry per event.",
+    "RootData.views": "Image name → its view, a 2D histogram of each event's hits: images (N, 1, R, C), one per "
+                      "view, of any shapes. See the `data.views.<name>` table.",
+    "RootData.target": "`{branch: n_tracks, classes: [1, 2, 3, 4]}`: class labels 0..K-1 from a per-event branch; "
+                       "`{multi_hot: calo_column, size: 22}`: (N, K) multi-hot vectors from a jagged index branch. "
+                       "See the `data.target` table.",
+    "RootData.step_size": "Events read per chunk (`uproot.iterate`): a number of events or a memory size such as "
+                          "`100 MB`. Changes memory use while reading, never the result.",
+    "RootView.rows": "The branch along the rows: a per-hit branch name (integer cells 0..R-1; a value outside is a "
+                     "DataError) or `{branch, range}` (float values binned over the range).",
+    "RootView.cols": "The branch along the columns, as `rows` (0..C-1).",
+    "RootView.shape": "`[R, C]`: the number of rows and columns (cells or bins).",
+    "RootView.mode": "`binary`: 1 where a cell has at least one hit; `counts`: the number of hits in the cell.",
+    "RootView.select": "Per-hit branch → value: only hits where every such branch equals its value count "
+                       "(`{tracker_side: 0}`: one side of the tracker). Empty: every hit.",
+    "RootAxis.branch": "The per-hit (jagged) branch.",
+    "RootAxis.range": "`[low, high]`: bin the values uniformly into the axis' size, as `np.histogram` does (`high` "
+                      "falls in the last bin); hits outside are dropped. `null`: integer cell indices.",
+    "RootTarget.branch": "A per-event (scalar) branch whose values become class labels by `classes`.",
+    "RootTarget.classes": "With `branch`: the branch values in label order, value `classes[k]` → label k (1–4 "
+                          "tracks → labels 0–3). A value not listed is a DataError.",
+    "RootTarget.multi_hot": "A jagged branch of integer indices → each event's multi-hot vector (columns "
+                            "`<branch>_<i>`); or `[a, b]`, two such branches of equal per-event length, for the "
+                            "product index `a · size_b + b` (calorimeter row × column).",
+    "RootTarget.size": "With `multi_hot`: the number of labels, or `[size_a, size_b]` for two branches. An index "
+                       "outside 0..size-1 is a DataError.",
     # --- hdf5 (docs/hdf5.md)
     "HDF5Data.source": "`hdf5` (alias `h5`): any HDF5 file, its datasets mapped by name (see [HDF5 files](hdf5.md)).",
     "HDF5Data.path": "The HDF5 file. Required. A relative path is stored absolute, as for `npz`.",
@@ -387,7 +447,9 @@ MEANINGS: dict[str, str] = {
                            "ssim]` for image targets (an image loss or `dmode: deconvolver`), none otherwise.",
     "TrainConfig.thresholds": "Decision threshold of binary and multi-label outputs, a probability in (0, 1): one "
                               "for every label, a list with one per label, or a mapping label → threshold (labels "
-                              "left out: 0.5). A value other than 0.5 is refused with a regression or multi-class loss. See "
+                              "left out: 0.5), or `auto`: per label the threshold of the best F1 on the validation "
+                              "split, chosen after training and kept in `thresholds.json`. A value other than 0.5 is "
+                              "refused with a regression or multi-class loss. See "
                               "[Training](training.md#decision-thresholds).",
     "LossTerm.name": "The loss (a name from `deepscope list losses`; aliases such as `l1` are read as `mae`). "
                      "Every term must expect the same output (values, logits or probabilities) and task.",
@@ -647,6 +709,10 @@ MEANINGS: dict[str, str] = {
     "PenguinParams.architecture": "`penguin`: PENGUIN's fixed net, 6 × [conv k4 s2 p1 (no bias) + BatchNorm + act] "
                                   "with lp … 10lp maps, two dense layers with BatchNorm1d and dropout; "
                                   "[its section](architectures.md#raccoon-and-penguin).",
+    "MultiviewParams.architecture": "`multiview`: a CNN per view (image), features and scalars concatenated into "
+                                    "`top`; [its section](architectures.md#multiview).",
+    "CapsNetParams.architecture": "`capsnet`: conv, primary capsules, class capsules by routing by agreement; "
+                                  "outputs capsule lengths for the `margin` loss; [its section](architectures.md#capsnet).",
 }
 
 
@@ -666,6 +732,13 @@ TYPE_OVERRIDES: dict[str, str] = {
     "AtlasHDF5Data.n_points": "mapping of split to null, int or index list",
     "CubeHDF5Data.classes": "mapping of key pattern to int ≥ 0",
     "HDF5Data.images": "dataset name, list of them, or mapping of image name to either",
+    "RootData.files": "mapping of split to file or glob, or null",
+    "RootData.views": "mapping of view name to view",
+    "RootView.rows": "branch name or `{branch, range}`",
+    "RootView.cols": "branch name or `{branch, range}`",
+    "RootView.shape": "[R, C], ints ≥ 1",
+    "RootView.select": "mapping of branch to number",
+    "RootAxis.range": "[low, high], floats, or null",
     "HDF5Data.sets": "mapping of split to group name, or null",
     "CubeHDF5Data.seeds": "mapping of split to [start, stop) or null",
     "CubeHDF5Data.amplitude": "mapping of class label to float > 0",
@@ -673,7 +746,7 @@ TYPE_OVERRIDES: dict[str, str] = {
     "CalorimeterData.options": "mapping",
     "TrainConfig.compile": "bool, section or null",
     "TrainConfig.loss": "loss name or config dict, or list of terms",
-    "TrainConfig.thresholds": "float in (0, 1), list of them, or mapping of label to float",
+    "TrainConfig.thresholds": "float in (0, 1), list of them, mapping of label to float, or `auto`",
     "LossTerm.config": "mapping",
     "ConvNetParams.kernel_size": "odd int > 0 or list of them",
     "FitsDirsData.sets": "mapping of split to folder name or null, or null",

@@ -91,6 +91,18 @@ ARCHITECTURES.declare(
     doc="PENGUIN's fixed net: 6 x [conv k4 s2 p1, no bias + BatchNorm + act] (lp, 2lp, 4lp, 6lp, 8lp, 10lp maps), "
         "dense 10lp and lp with BatchNorm1d and dropout, one output per target value; 2D or 3D",
 )
+ARCHITECTURES.declare(
+    "multiview", _N + "multiview:build_multiview", params=_P + "multiview:MultiviewParams",
+    aliases=("multi_view",),
+    doc="one CNN per view (image; views may differ in shape), features (and scalars) concatenated into one "
+        "dense head: SuperNEMO's combined model",
+)
+ARCHITECTURES.declare(
+    "capsnet", _N + "capsnet:build_capsnet", params=_P + "capsnet:CapsNetParams",
+    aliases=("capsule_network", "capsnet_2017"),
+    doc="capsule network (Sabour et al. 2017): conv + primary capsules + class capsules by dynamic routing "
+        "(squash, 3 iterations); outputs each class capsule's length, for the margin loss; 2D",
+)
 
 # --- data sources --------------------------------------------------------------------------------
 # ``describe``: "module:attr" of a function (data cfg, loss task) -> Description | None that tells the
@@ -117,6 +129,24 @@ SOURCES.declare(
     doc="any HDF5 file: datasets mapped to images, scalars, tracks, targets and weights by name, per split group "
         "or one pool; read lazily in whole sorted, chunk-aligned batches (or into memory when small), "
         "optionally shuffled chunk by chunk",
+)
+SOURCES.declare(
+    "root",
+    "deepscope.data.root:load_root",
+    describe="deepscope.data.root:describe_root",
+    aliases=("uproot", "root_tree"),
+    doc="events of a ROOT TTree read with uproot (no ROOT install), in chunks, from one file or a glob: jagged "
+        "per-hit branches histogrammed into named 2D views (integer cells or float bins, binary or counts, "
+        "optional per-hit selection); class labels from a scalar branch or multi-hot vectors from index branches",
+)
+SOURCES.declare(
+    "track_detector",
+    "deepscope.data.tracker_source:load_track_detector",
+    describe="deepscope.data.tracker_source:describe_track_detector",
+    aliases=("supernemo_sim", "tracker_sim"),
+    doc="simulated SuperNEMO-like tracker events (1-4 tracks from a foil vertex through 9 x 113 drift cells per "
+        "side, z along the wires, inefficiency, noise, calorimeter blocks), written once as a ROOT file and read "
+        "by the root source: SuperNEMO's top/side/front views, track counts, calorimeter hits",
 )
 SOURCES.declare(
     "atlas_hdf5",
@@ -211,6 +241,10 @@ LOSSES.declare("bce", _L + "bce", aliases=("binary_crossentropy", "binary_cross_
 LOSSES.declare("bce_with_logits", _L + "bce_with_logits",
                aliases=("BCEWithLogitsLoss", "binary_cross_entropy_with_logits", "sigmoid_cross_entropy"),
                output="logits", task="binary", doc="binary cross entropy on logits (numerically stable)")
+LOSSES.declare("margin", _L + "margin", aliases=("margin_loss", "capsule_margin"),
+               output="probs", task="multiclass",
+               doc="capsule margin loss on lengths in [0, 1) (config: m_plus 0.9, m_minus 0.1, lam 0.5); labels or "
+                   "multi-hot targets")
 LOSSES.declare("cross_entropy", _L + "cross_entropy",
                aliases=("CrossEntropyLoss", "softmax_cross_entropy", "ce"),
                output="logits", task="multiclass",
@@ -269,6 +303,11 @@ METRICS.declare("recall", _M + "recall", task="classification", per_column=True,
                 doc="recall per label or class, logged as recall_<label>; the mean as recall")
 METRICS.declare("f1", _M + "f1", aliases=("f1_score", "f_score"), task="classification", per_column=True,
                 input="classes", doc="F1 per label or class, logged as f1_<label>; the mean as f1")
+METRICS.declare("exact_match", _M + "exact_match", aliases=("subset_accuracy", "exact_match_ratio"),
+                task="classification", input="classes",
+                doc="fraction of samples with every label right (multi-label, after train.thresholds)")
+METRICS.declare("hamming_loss", _M + "hamming_loss", aliases=("hamming",), task="classification", input="classes",
+                doc="fraction of wrong labels over all samples and labels (multi-label, after train.thresholds)")
 
 # --- optimizers --------------------------------------------------------------------------------------
 OPTIMIZERS = Registry("optimizer")

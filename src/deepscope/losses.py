@@ -74,6 +74,18 @@ def cross_entropy(pred: torch.Tensor, target: torch.Tensor, label_smoothing: flo
     return F.cross_entropy(pred, target, reduction="none", label_smoothing=label_smoothing)
 
 
+def margin(pred: torch.Tensor, target: torch.Tensor, m_plus: float = 0.9, m_minus: float = 0.1,
+           lam: float = 0.5) -> torch.Tensor:
+    """The capsule margin loss on class-capsule lengths (B, K): ``T_k max(0, m+ - |v_k|)^2 +
+    lam (1 - T_k) max(0, |v_k| - m-)^2`` summed over the classes; labels (B,) are one-hot encoded."""
+    if target.ndim == 1:
+        target = F.one_hot(target.long(), pred.shape[-1])
+    target = target.to(pred.dtype)
+    present = target * F.relu(m_plus - pred) ** 2
+    absent = lam * (1.0 - target) * F.relu(pred - m_minus) ** 2
+    return (present + absent).sum(-1)
+
+
 def categorical_crossentropy(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Keras' categorical cross entropy on probabilities (B, K); labels (B,) are one-hot encoded."""
     if target.ndim == 1:

@@ -314,3 +314,30 @@ def f1(pred: np.ndarray, target: np.ndarray, weights: np.ndarray | None = None) 
     """F1 per label or class, 2 tp / (2 tp + fp + fn), (K,); arguments as :func:`precision`."""
     tp, fp, fn = _confusion(pred, target, weights)
     return _ratio(2 * tp, 2 * tp + fp + fn)
+
+
+def _label_hits(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """(N, K) bool: each label right (multi-label 0/1 predictions), or (N, 1) for class predictions."""
+    if pred.ndim == 1:
+        return (pred == _labels(target))[:, None]
+    return (pred >= 0.5) == (target >= 0.5)
+
+
+def exact_match(pred: np.ndarray, target: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Fraction of samples whose every label is right (the subset accuracy of multi-label outputs).
+
+    Args:
+        pred: predicted classes: 0/1 (N, K) for multi-label (after the thresholds), class indices (N,).
+        target: 0/1 (N, K), or labels (N,) / one-hot (N, K) for classes.
+    """
+    w = _w(weights, len(pred))
+    correct = _label_hits(pred, target).reshape(len(pred), -1).all(1)
+    return float((w * correct).sum() / w.sum())
+
+
+def hamming_loss(pred: np.ndarray, target: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Fraction of wrong labels over all samples and labels (1 - accuracy for one class per sample);
+    arguments as :func:`exact_match`."""
+    w = _w(weights, len(pred))
+    wrong = 1.0 - _label_hits(pred, target).reshape(len(pred), -1).mean(1)
+    return float((w * wrong).sum() / w.sum())

@@ -138,6 +138,9 @@ def test_example_configs_smoke_train(tmp_path):
             # four seeds of 64³ cubes (PENGUIN needs 64² slices), written to the test's folder
             extra = ["-o", f"data.path={tmp_path / ('grf_' + path.stem + '.h5')}",
                      "-o", "data.seeds={train: [0, 2], val: [2, 3], test: [3, 4]}"]
+        if source == "track_detector":
+            # a few hundred simulated events, written to the test's folder
+            extra = ["-o", f"data.path={tmp_path / 'tracker_events.root'}", "-o", "data.n_events=300"]
         if source == "raccoon_run_file":
             # RACCOON's own format (model_params, data_params, train_params): the file its header says how to make,
             # with three seeds, in the test's folder

@@ -158,9 +158,10 @@ class TrainConfig(StrictModel):
     metrics: list[MetricName] = Field(
         default_factory=list, description="metrics logged per epoch and in the final scores; empty: the task "
                                           "family's defaults (psnr and ssim for image targets, none otherwise)")
-    thresholds: float | list[float] | dict[str, float] = Field(
+    thresholds: float | list[float] | dict[str, float] | Literal["auto"] = Field(
         0.5, description="decision threshold of binary and multi-label outputs: one for all labels, a list "
-                         "(one per label), or a mapping label -> threshold (others 0.5)")
+                         "(one per label), a mapping label -> threshold (others 0.5), or auto: per label the one "
+                         "that maximizes F1 on the validation split after training (0.5 while training)")
     optimizer: Optimizer = "nadam"
     lr: PositiveFloat | None = Field(
         None, description="learning rate; the optimizer's default when left out (or give optimizer.config.lr)"
@@ -230,6 +231,8 @@ class TrainConfig(StrictModel):
 
     @model_validator(mode="after")
     def _thresholds_in_range(self) -> "TrainConfig":
+        if self.thresholds == "auto":
+            return self
         values = (self.thresholds if isinstance(self.thresholds, list) else list(self.thresholds.values())
                   if isinstance(self.thresholds, dict) else [self.thresholds])
         bad = [v for v in values if not 0.0 < v < 1.0]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["confusion_matrix_figure", "dense_figure", "roc_figure", "roc_points", "learning_curves", "parameters_figure", "lr_finder_figures", "lr_schedule_figure", "regression_figure",
+__all__ = ["confusion_matrix_figure", "dense_figure", "misclassified_figure", "roc_figure", "roc_points", "learning_curves", "parameters_figure", "lr_finder_figures", "lr_schedule_figure", "regression_figure",
            "resolution_figure", "weight_histogram", "weight_histograms_figure"]
 
 
@@ -440,4 +440,40 @@ def dense_figure(inputs: dict[str, np.ndarray], pred: np.ndarray, target: np.nda
             ax.legend(lines, [line.get_label() for line in lines], fontsize=7)
     if title:
         fig.suptitle(title)
+    return _save(fig, out)
+
+
+def _label_text(value: np.ndarray) -> str:
+    value = np.asarray(value)
+    if value.ndim == 0:
+        return str(int(value))
+    on = np.flatnonzero(value)
+    return "{" + ", ".join(map(str, on.tolist())) + "}" if len(on) else "{}"
+
+
+def misclassified_figure(images: dict[str, np.ndarray], truth: np.ndarray, pred: np.ndarray, out: Path,
+                         title: str = "") -> Path:
+    """A gallery of misclassified samples: a row per sample, its views (images, first channel; the
+    middle slice of a volume) side by side, titled with the true and the predicted class (or the set
+    of labels that are on, for multi-label outputs)."""
+    plt = _plt()
+    names = list(images)
+    rows, cols = len(truth), max(1, len(names))
+    widths = [max(1.0, min(6.0, images[n].shape[-1] / max(images[n].shape[-2], 1) * 1.6)) for n in names] or [2.0]
+    fig, axes = plt.subplots(rows, cols, figsize=(sum(widths) + 1.0, 1.7 * rows + 0.6), squeeze=False,
+                             gridspec_kw={"width_ratios": widths})
+    for i in range(rows):
+        for j, name in enumerate(names):
+            img = np.asarray(images[name][i, 0])
+            while img.ndim > 2:  # a volume: its middle slice
+                img = img[img.shape[0] // 2]
+            ax = axes[i, j]
+            ax.imshow(img, cmap="viridis", aspect="auto", interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(name, fontsize=9)
+        axes[i, 0].set_ylabel(f"true {_label_text(truth[i])}\npred {_label_text(pred[i])}", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
     return _save(fig, out)

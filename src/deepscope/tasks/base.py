@@ -59,8 +59,14 @@ class TaskFamily:
 
     # --- after training ----------------------------------------------------------------------------
     def figures(self, cfg: Any, outputs: Any, result: dict[str, Any], figures: Path, split: str,
-                inputs: dict[str, Any] | None = None) -> None:
-        """The figures of one evaluated split (``result`` from ``predict_store``)."""
+                inputs: dict[str, Any] | None = None, read: Any = None) -> None:
+        """The figures of one evaluated split (``result`` from ``predict_store``).
+
+        Args:
+            inputs: the raw images of the first few samples of ``result`` (image outputs), or None.
+            read: positions in ``result`` -> the raw images of those samples, for figures that pick
+                their own samples (a gallery of misclassified events); None when unavailable.
+        """
 
 
 def family_name(cfg: Any) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from deepscope.components import LOSSES, METRICS
 from deepscope.errors import ConfigError
 from deepscope.tasks.base import TaskFamily
@@ -125,10 +127,12 @@ class SupervisedFamily(TaskFamily):
         return SupervisedSystem(net, loss, outputs, cfg.train.optimizer, cfg.train.lr, **options)
 
     def figures(self, cfg: Any, outputs: Any, result: dict[str, Any], figures: Path, split: str,
-                inputs: dict[str, Any] | None = None) -> None:
+                inputs: dict[str, Any] | None = None, read: Any = None) -> None:
         from deepscope.evaluation import plots
 
         spec = outputs.spec
+        if outputs.is_classification and not spec.dense and read is not None:
+            _misclassified_gallery(result, read, figures / f"misclassified_{split}.png", split)
         if outputs.kind == "multiclass":
             plots.confusion_matrix_figure(result["predictions"], result["targets"],
                                           figures / f"confusion_matrix_{split}.png", title=split)
@@ -152,8 +156,31 @@ class SupervisedFamily(TaskFamily):
                                     title=split)
 
 
+GALLERY_SIZE = 8  # misclassified samples drawn per split
+
+
+def _misclassified_gallery(result: dict[str, Any], read: Any, out: Path, split: str) -> None:
+    """The first misclassified samples of a split, their views side by side (the seed's plot_confusion.py)."""
+    from deepscope.evaluation import plots
+
+    pred, target = np.asarray(result["predictions"]), np.asarray(result["targets"])
+    if pred.ndim == 1 and target.ndim > 1 and target.shape[-1] > 1:
+        target = target.argmax(-1)  # one-hot targets of a multi-class output
+    if pred.ndim == 1:
+        truth = target.reshape(len(target)).round().astype(np.int64)
+        wrong = np.flatnonzero(pred != truth)
+    else:
+        truth = (target.reshape(len(target), -1) >= 0.5).astype(np.int64)
+        wrong = np.flatnonzero((pred.reshape(len(pred), -1) != truth).any(1))
+    if not len(wrong):
+        return
+    shown = wrong[:GALLERY_SIZE]
+    plots.misclassified_figure(read(shown), truth[shown], pred[shown], out,
+                               title=f"{split}: {len(wrong)} of {len(pred)} misclassified")
+
+
 def _thresholds(value: Any, spec: Any) -> Any:
     """``train.thresholds`` as one float or a list per label (a mapping fills the rest with 0.5)."""
     if isinstance(value, dict):
         return [float(value.get(name, 0.5)) for name in spec.column_names()]
-    return value
+    return 0.5 if value == "auto" else value  # auto: chosen on the validation split once trained

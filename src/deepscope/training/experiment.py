@@ -303,19 +303,42 @@ class Experiment:
                 continue
             result = predict_store(net, task, prepared.stores[split], prepared.indices[split], prepared.standardizer,
                                    batch_size=_eval_batch_size(cfg, prepared.spec), device=device, loss=loss)
+            if split == "val" and cfg.train.thresholds == "auto" and task.kind == "binary":
+                _choose_thresholds(run, task, result)
+            if task.kind == "binary" and "probabilities" in result:  # the thresholds may have been chosen since
+                result["predictions"] = (result["probabilities"] >= np.asarray(task.thresholds)).astype(np.int64)
             metrics[split] = score(task, result)
             metrics[split].update(_baselines(cfg, task, prepared.stores, prepared.indices, split, result))
             if cfg.log.predictions:
                 save_predictions(result, run.predictions / f"{split}.npz")
             if cfg.log.figures:
                 family_for(cfg).figures(cfg, task, result, run.figures, split,
-                                        inputs=_figure_inputs(prepared, split, result))
+                                        inputs=_figure_inputs(prepared, split, result),
+                                        read=_figure_reader(prepared, split, result))
         if cfg.log.figures:
             plots.learning_curves(run.metrics, run.figures / "learning_curves.png")
             if cfg.train.lr_schedule is not None or cfg.train.warmup is not None:
                 plots.lr_schedule_figure(run.lr_log, run.figures / "lr_schedule.png")
         atomic_write_text(run.path / "final_metrics.json", json.dumps(metrics, indent=2))
         return metrics
+
+
+THRESHOLDS_FILE = "thresholds.json"
+
+
+def _choose_thresholds(run: RunDir, task: Task, result: dict[str, np.ndarray]) -> None:
+    """``train.thresholds: auto``: per label the threshold of the best F1 on the validation predictions,
+    kept in the task (for the scores and figures that follow) and in the run (for evaluate and predict)."""
+    from deepscope.evaluation.thresholds import best_f1_thresholds
+
+    chosen = best_f1_thresholds(result["probabilities"], result["targets"])
+    task.thresholds = chosen if len(chosen) > 1 else chosen[0]
+    names = task.spec.column_names()
+    record = {"thresholds": chosen, "labels": names if len(names) == len(chosen) else None,
+              "chosen_on": "val", "criterion": "f1"}
+    atomic_write_text(run.path / THRESHOLDS_FILE, json.dumps(record, indent=2))
+    log.info("train.thresholds auto: %s (best F1 on the validation split)",
+             ", ".join(f"{t:.3f}" for t in chosen))
 
 
 def _eval_batch_size(cfg: ExperimentConfig, spec: InputSpec) -> int:
@@ -364,6 +387,14 @@ def _figure_inputs(prepared: PreparedData, split: str, result: dict[str, np.ndar
     return prepared.stores[split].read(np.asarray(result["index"][:limit])).get("images")
 
 
+def _figure_reader(prepared: PreparedData, split: str, result: dict[str, np.ndarray]) -> Any:
+    """Positions in ``result`` -> the raw images of those samples (None for data without images)."""
+    if not prepared.spec.images:
+        return None
+    store, index = prepared.stores[split], np.asarray(result["index"])
+    return lambda positions: store.read(index[np.asarray(positions, dtype=np.int64)]).get("images", {})
+
+
 def train(config: Any, data: Any = None, overrides: list[str] | tuple[str, ...] = (),
           new_version: bool = False) -> RunResult:
     """Train from a config (path, dict or model); see :class:`Experiment`."""
@@ -391,7 +422,12 @@ def _load_run(run_dir: str | Path, checkpoint: str | Path | None = None, overrid
     net = build_model(cfg.model, spec)
     weights = Path(checkpoint) if checkpoint else run.weights_for_evaluation(cfg.train.restore_best_weights)
     load_net_weights(net, weights)
-    return _Loaded(cfg, run, spec, standardizer, net, _task(cfg, spec, standardizer))
+    task = _task(cfg, spec, standardizer)
+    chosen = run.path / THRESHOLDS_FILE
+    if cfg.train.thresholds == "auto" and chosen.is_file():
+        values = json.loads(chosen.read_text())["thresholds"]
+        task.thresholds = values if len(values) > 1 else values[0]
+    return _Loaded(cfg, run, spec, standardizer, net, task)
 
 
 def evaluate(run_dir: str | Path, split: str = "test", data: Any = None,

@@ -1,0 +1,28 @@
+"""``multiview``: one CNN per view (image), their features concatenated into one dense head."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from deepscope.config.common import StrictModel
+from deepscope.config.model import CNNConfig, TopConfig
+
+__all__ = ["MultiviewParams"]
+
+
+class MultiviewParams(StrictModel):
+    """A CNN per image of the data (SuperNEMO's top, side and front views, of different shapes), each
+    flattened or pooled, concatenated, then ``top``. Scalars, when the data has them, join the features
+    before the head."""
+
+    architecture: Literal["multiview"] = "multiview"
+    cnn: CNNConfig = Field(default_factory=CNNConfig,
+                           description="the CNN of every view not named in views (the combined model's cnn keys)")
+    views: dict[str, CNNConfig] = Field(default_factory=dict,
+                                        description="view (image) name -> its own CNN, for views that need other "
+                                                    "kernels or depths than cnn")
+    top: TopConfig = Field(default_factory=TopConfig,
+                           description="dense layers on the concatenated view features; the last units entry is "
+                                       "the output size")
