@@ -48,3 +48,38 @@ def test_a_view_with_its_own_cnn_and_scalars_joining_the_head():
 def test_an_unknown_view_name_is_named_with_a_suggestion():
     with pytest.raises(ConfigError, match=r"model.views.sid: the data has no image 'sid'; did you mean 'side'"):
         build_model(_model(views={"sid": {"n_init_filters": 2}}), _spec(), "cross_entropy")
+
+
+def test_a_view_cnn_is_loaded_from_a_single_view_run_and_frozen(tmp_path):
+    import numpy as np
+
+    import deepscope
+
+    rng = np.random.default_rng(0)
+
+    def make(n, views):
+        shapes = {"top": (9, 40), "side": (16, 40)}
+        images = {k: rng.normal(size=(n, *shapes[k], 1)).astype(np.float32) for k in views}
+        return {"images": images, "targets": rng.integers(0, 4, n)}
+
+    base = {"log": {"dir": str(tmp_path), "progress_bar": "none", "tensorboard": False, "figures": False},
+            "train": {"epochs": 1, "batch_size": 32, "loss": "cross_entropy"}}
+    model = {"architecture": "multiview", "cnn": {"n_init_filters": 4, "block_depths": [1, 1]}, "top": {"units": [8, 4]}}
+    single = deepscope.train({**base, "name": "top-alone", "model": model},
+                             data={"train": make(64, ["top"]), "val": make(32, ["top"])})
+    loaded_top = {k: v.clone() for k, v in _net_of(single.run_dir).views["top"].state_dict().items()}
+    both = {**model, "pretrained_model": {"use": True, "weights_path": str(single.run_dir),
+                                          "layers_to_load": ["views.top"], "freeze_loaded_layers": True}}
+    combined = deepscope.train({**base, "name": "both", "model": both},
+                               data={"train": make(64, ["top", "side"]), "val": make(32, ["top", "side"])})
+    net = _net_of(combined.run_dir)
+    for key, value in net.views["top"].state_dict().items():
+        if "running" not in key and "num_batches" not in key:  # BatchNorm statistics still move (documented)
+            torch.testing.assert_close(value, loaded_top[key], msg=key)
+    # equal after an epoch of training: loaded (a fresh view would differ) and frozen (training would move it)
+
+
+def _net_of(run_dir):
+    from deepscope.training.experiment import _load_run
+
+    return _load_run(run_dir).net

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from deepscope.config.common import StrictModel
-from deepscope.config.model import CNNConfig, TopConfig
+from deepscope.config.model import CNNConfig, PretrainedModelConfig, TopConfig
 
 __all__ = ["MultiviewParams"]
 
@@ -26,3 +26,7 @@ class MultiviewParams(StrictModel):
     top: TopConfig = Field(default_factory=TopConfig,
                            description="dense layers on the concatenated view features; the last units entry is "
                                        "the output size")
+    pretrained_model: PretrainedModelConfig = Field(
+        default_factory=PretrainedModelConfig,
+        description="load views.<name> (or top) from an earlier multiview run, e.g. one trained on that view alone, "
+                    "and optionally freeze them (the combined model's pretrained_model keys)")
