@@ -48,7 +48,8 @@ LOSS_NAMES = LOSSES.names()
 @pytest.mark.parametrize("name", LOSS_NAMES)
 def test_loss_meta(name):
     meta = LOSSES.entry(name).meta
-    assert meta["output"] in {"values", "logits", "probs"}
+    # softmax_logits: multi-label logits whose probabilities are one softmax over the labels
+    assert meta["output"] in {"values", "logits", "probs", "softmax_logits"}
     assert meta["task"] in {"regression", "binary", "multiclass"}
     # regression losses take raw values; classification losses logits or probabilities
     assert (meta["output"] == "values") == (meta["task"] == "regression")
@@ -60,6 +61,7 @@ def test_loss_meta_of_known_losses():
     assert LOSSES.entry("categorical_crossentropy").meta == {"output": "probs", "task": "multiclass"}
     assert LOSSES.entry("bce").meta == {"output": "probs", "task": "binary"}
     assert LOSSES.entry("bce_with_logits").meta == {"output": "logits", "task": "binary"}
+    assert LOSSES.entry("softmax_multi_hot").meta == {"output": "softmax_logits", "task": "binary"}
 
 
 @pytest.mark.parametrize("name", METRICS.names())
@@ -69,7 +71,8 @@ def test_metric_meta(name):
 
 def test_metric_tasks():
     classification = {n for n in METRICS.names() if METRICS.entry(n).meta["task"] == "classification"}
-    assert classification == {"accuracy", "auc", "precision", "recall", "f1", "exact_match", "hamming_loss"}
+    assert classification == {"accuracy", "auc", "precision", "recall", "f1", "exact_match", "hamming_loss",
+                              "hit_efficiency", "hit_purity"}
 
 
 def _tags(annotation, field):

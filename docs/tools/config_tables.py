@@ -37,8 +37,9 @@ from deepscope.config.nets.common import ConvNetParams
 from deepscope.config.nets.deepfocus import DeepFocusParams
 from deepscope.config.nets.densenet import DenseNetParams
 from deepscope.config.nets.resnet import ResNetParams
-from deepscope.config.nets.capsnet import CapsNetParams
+from deepscope.config.nets.capsnet import CapsNetDecoderConfig, CapsNetParams
 from deepscope.config.nets.multiview import MultiviewParams
+from deepscope.config.phases import PhaseConfig
 from deepscope.config.nets.penguin import PenguinParams
 from deepscope.config.nets.raccoon import RaccoonParams
 from deepscope.config.nets.unet import UNetParams
@@ -105,7 +106,9 @@ TABLES: list[tuple[str, type[BaseModel], tuple[str, ...]]] = [
     ("`model` with `architecture: raccoon`", RaccoonParams, ()),
     ("`model` with `architecture: penguin`", PenguinParams, ()),
     ("`model` with `architecture: multiview`", MultiviewParams, ()),
+    ("`phases`: each entry", PhaseConfig, ()),
     ("`model` with `architecture: capsnet`", CapsNetParams, ()),
+    ("`model.decoder` (`capsnet`)", CapsNetDecoderConfig, ()),
     ("`train`", TrainConfig, ()),
     ("`train.loss` as a weighted sum: each term", LossTerm, ()),
     ("`train.early_stopping`", EarlyStoppingConfig, ()),
@@ -122,13 +125,16 @@ MEANINGS: dict[str, str] = {
     "ExperimentConfig.name": "Run folder name: the run lives in `<log.dir>/<name>/`. Training the same name again "
                              "resumes it. Letters, digits, `.`, `_`, `-`; at most 120 characters.",
     "ExperimentConfig.seed": "Seeds Python, NumPy and torch, the split shuffle and the per-epoch batch order.",
-    "ExperimentConfig.task": "The task family: what kind of experiment this is (`deepscope list tasks`; today "
-                             "`supervised`). `null`: the one family that claims the loss. See "
+    "ExperimentConfig.task": "The task family: what kind of experiment this is (`deepscope list tasks`: "
+                             "`supervised`, `phased`, …). `null`: the one family that claims the config. See "
                              "[Task families](tasks.md).",
     "ExperimentConfig.data": "Where the samples come from; see the `data` tables. `source` picks the kind.",
     "ExperimentConfig.model": "The network; see the `model` tables.",
     "ExperimentConfig.train": "Loss, metrics, optimizer and the training loop; see the `train` table.",
     "ExperimentConfig.log": "What the run folder holds besides checkpoints; see the `log` table.",
+    "ExperimentConfig.phases": "Train in phases, one run folder each under `<log.dir>/<name>/` (each view alone, "
+                               "the combined model with their CNNs frozen, fine-tuning); `[]`: one run. See "
+                               "[Phases](phases.md).",
     "DataCommon.split": "How one pool of samples is divided into train/val/test. `null` means the defaults "
                         "(15 % val, 15 % test) for unsplit data; must stay `null` for data that comes split "
                         "(a split dict or file, and the `atlas_hdf5` and `calorimeter` sources).",

@@ -36,6 +36,18 @@ TASKS.declare(
     doc="one net, one loss on targets: regression, binary, multi-class, multi-label (sigmoid per label) and "
         "dense targets (images/cubes with the input's spatial size: deconvolution, segmentation)",
 )
+TASKS.declare(
+    "adversarial",
+    "deepscope.tasks.adversarial:AdversarialFamily",
+    doc="model: gan: a generator of images (one track's hits) trained against a discriminator of (event, image) "
+        "pairs; two optimizers, manual optimization",
+)
+TASKS.declare(
+    "phased",
+    "deepscope.tasks.phased:PhasedFamily",
+    doc="phases: one config trained as several runs, each starting from the previous ones (each view alone, the "
+        "combined model with their CNNs frozen, then fine-tuned)",
+)
 
 # --- architectures -----------------------------------------------------------------------------
 # params: "module:attr" of the pydantic model of the net's options (its ``architecture`` Literal tells
@@ -98,6 +110,12 @@ ARCHITECTURES.declare(
         "dense head: SuperNEMO's combined model",
 )
 ARCHITECTURES.declare(
+    "gan", _N + "gan:build_gan", params=_P + "gan:GANParams",
+    aliases=("adversarial_autoencoder",),
+    doc="a generator (unet with or without skips, or cae) mapping an event's image to an image of the same size "
+        "and a discriminator of (event, image) pairs: the adversarial task family (SuperNEMO's GAN clustering)",
+)
+ARCHITECTURES.declare(
     "capsnet", _N + "capsnet:build_capsnet", params=_P + "capsnet:CapsNetParams",
     aliases=("capsule_network", "capsnet_2017"),
     doc="capsule network (Sabour et al. 2017): conv + primary capsules + class capsules by dynamic routing "
@@ -143,6 +161,7 @@ SOURCES.declare(
     "track_detector",
     "deepscope.data.tracker_source:load_track_detector",
     describe="deepscope.data.tracker_source:describe_track_detector",
+    baselines="deepscope.data.tracker_baselines:tracker_baselines",
     aliases=("supernemo_sim", "tracker_sim"),
     doc="simulated SuperNEMO-like tracker events (1-4 tracks from a foil vertex through 9 x 113 drift cells per "
         "side, z along the wires, inefficiency, noise, calorimeter blocks), written once as a ROOT file and read "
@@ -241,6 +260,12 @@ LOSSES.declare("bce", _L + "bce", aliases=("binary_crossentropy", "binary_cross_
 LOSSES.declare("bce_with_logits", _L + "bce_with_logits",
                aliases=("BCEWithLogitsLoss", "binary_cross_entropy_with_logits", "sigmoid_cross_entropy"),
                output="logits", task="binary", doc="binary cross entropy on logits (numerically stable)")
+LOSSES.declare("softmax_multi_hot", _L + "softmax_multi_hot", aliases=("softmax_multilabel",),
+               output="softmax_logits", task="binary",
+               doc="multi-label as one softmax over the labels (Mahajan et al. 2018): cross entropy on logits "
+                   "against the multi-hot target divided by its sum (an all-zero target: loss 0); thresholds "
+                   "apply to the softmax probabilities, train.thresholds' default 0.5 stands for 1/(2K) with K "
+                   "labels (or use auto)")
 LOSSES.declare("margin", _L + "margin", aliases=("margin_loss", "capsule_margin"),
                output="probs", task="multiclass",
                doc="capsule margin loss on lengths in [0, 1) (config: m_plus 0.9, m_minus 0.1, lam 0.5); labels or "
@@ -308,6 +333,14 @@ METRICS.declare("exact_match", _M + "exact_match", aliases=("subset_accuracy", "
                 doc="fraction of samples with every label right (multi-label, after train.thresholds)")
 METRICS.declare("hamming_loss", _M + "hamming_loss", aliases=("hamming",), task="classification", input="classes",
                 doc="fraction of wrong labels over all samples and labels (multi-label, after train.thresholds)")
+METRICS.declare("hit_efficiency", _M + "hit_efficiency", aliases=("efficiency",), task="classification",
+                input="classes", dense=True,
+                doc="clustering (0/1 images of one track's hits): per sample the fraction of the true hits "
+                    "predicted, averaged over samples with a track")
+METRICS.declare("hit_purity", _M + "hit_purity", aliases=("purity",), task="classification", input="classes",
+                dense=True,
+                doc="clustering: per sample the fraction of the predicted hits that are the track's, averaged over "
+                    "samples with a prediction")
 
 # --- optimizers --------------------------------------------------------------------------------------
 OPTIMIZERS = Registry("optimizer")

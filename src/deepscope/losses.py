@@ -74,6 +74,29 @@ def cross_entropy(pred: torch.Tensor, target: torch.Tensor, label_smoothing: flo
     return F.cross_entropy(pred, target, reduction="none", label_smoothing=label_smoothing)
 
 
+def softmax_multi_hot(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Multi-label classification with one softmax over the labels (Mahajan et al. 2018, "Exploring the
+    limits of weakly supervised pretraining"): the cross entropy between the softmax of the logits and
+    the multi-hot target divided by its sum, ``-sum_j (y_j / sum_k y_k) log softmax(z)_j``.
+
+    Unlike a sigmoid per label (:func:`bce_with_logits`), the labels compete for one unit of
+    probability: a sample with m labels is fit best by 1/m on each of them. Soft targets in [0, 1]
+    are normalised the same way.
+
+    Args:
+        pred: logits (B, K), one per label.
+        target: multi-hot targets (B, K), 0/1 (or soft, in [0, 1]).
+
+    Returns:
+        (B,) loss. A sample with an all-zero target has no label to put probability on: its loss is 0
+        and it gives no gradient (it still counts in the batch mean's denominator).
+    """
+    target = target.to(pred.dtype)
+    total = target.sum(-1, keepdim=True)  # (B, 1)
+    share = target / torch.where(total > 0, total, torch.ones_like(total))  # (B, K); all-zero rows stay 0
+    return (share * -F.log_softmax(pred, dim=-1)).sum(-1)
+
+
 def margin(pred: torch.Tensor, target: torch.Tensor, m_plus: float = 0.9, m_minus: float = 0.1,
            lam: float = 0.5) -> torch.Tensor:
     """The capsule margin loss on class-capsule lengths (B, K): ``T_k max(0, m+ - |v_k|)^2 +

@@ -17,6 +17,8 @@ from scipy.ndimage import gaussian_filter1d
 
 __all__ = [
     "accuracy",
+    "hit_efficiency",
+    "hit_purity",
     "auc",
     "f1",
     "mae",
@@ -341,3 +343,26 @@ def hamming_loss(pred: np.ndarray, target: np.ndarray, weights: np.ndarray | Non
     w = _w(weights, len(pred))
     wrong = 1.0 - _label_hits(pred, target).reshape(len(pred), -1).mean(1)
     return float((w * wrong).sum() / w.sum())
+
+
+def _hit_overlap(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per sample: (cells both mark, cells the target marks, cells the prediction marks) of 0/1 images."""
+    p, t = _flat(pred, target)
+    p, t = p >= 0.5, t >= 0.5
+    return (p & t).sum(1).astype(np.float64), t.sum(1).astype(np.float64), p.sum(1).astype(np.float64)
+
+
+def hit_efficiency(pred: np.ndarray, target: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Per sample, the fraction of the true cluster's hits (cells of the 0/1 target) that the 0/1 prediction
+    marks; the (weighted) mean over samples with a non-empty target (clustering: one track's hits)."""
+    both, true, _ = _hit_overlap(pred, target)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _weighted_mean(np.where(true > 0, both / true, np.nan), weights)
+
+
+def hit_purity(pred: np.ndarray, target: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Per sample, the fraction of the predicted hits that belong to the true cluster; the (weighted) mean
+    over samples where something is predicted (an empty prediction has no purity; its efficiency is 0)."""
+    both, _, marked = _hit_overlap(pred, target)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _weighted_mean(np.where(marked > 0, both / marked, np.nan), weights)

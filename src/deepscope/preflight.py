@@ -207,8 +207,9 @@ def _needs_torch(cfg: Any) -> bool:
     """Options of the optimizer or the lr schedule, or a pretrained model to find."""
     train = cfg.train
     schedule_kwargs = train.lr_schedule is not None and bool(train.lr_schedule.kwargs)
-    pretrained = getattr(cfg.model, "pretrained_model", None)
-    return bool(train.optimizer.config or schedule_kwargs or (pretrained is not None and pretrained.use))
+    from deepscope.config.model import pretrained_sections
+
+    return bool(train.optimizer.config or schedule_kwargs or pretrained_sections(cfg.model))
 
 
 def _dummy_input(path: str) -> Any:
@@ -266,19 +267,23 @@ def _resumes(cfg: Any) -> bool:
 
 
 def _check_pretrained(cfg: Any, net: Any, spec: Any, problems: _Problems) -> None:
-    pretrained = getattr(cfg.model, "pretrained_model", None)
-    if pretrained is None or not pretrained.use:
+    from deepscope.config.model import pretrained_sections
+
+    sections = pretrained_sections(cfg.model)
+    if not sections:
         return
     from deepscope.training.pretrained import freeze_pretrained, load_pretrained, resolve_pretrained_paths
 
-    with problems.catch("model.pretrained_model"):
-        if _resumes(cfg):  # a resumed run has the loaded weights in its checkpoint
-            if net is not None:
-                freeze_pretrained(net, pretrained)
-        elif net is not None:
-            load_pretrained(net, pretrained, spec)
-        else:
-            resolve_pretrained_paths(pretrained)
+    resumes = _resumes(cfg)
+    for key, pretrained in sections:
+        with problems.catch(key):
+            if resumes:  # a resumed run has the loaded weights in its checkpoint
+                if net is not None:
+                    freeze_pretrained(net, pretrained, key)
+            elif net is not None:
+                load_pretrained(net, pretrained, spec, key)
+            else:
+                resolve_pretrained_paths(pretrained, key)
 
 
 def _check_optimizer(cfg: Any, net: Any, problems: _Problems) -> None:
@@ -286,10 +291,11 @@ def _check_optimizer(cfg: Any, net: Any, problems: _Problems) -> None:
     schedule on it, as ``configure_optimizers`` makes them."""
     train = cfg.train
     schedule_kwargs = train.lr_schedule is not None and bool(train.lr_schedule.kwargs)
-    pretrained = getattr(cfg.model, "pretrained_model", None)
+    from deepscope.config.model import pretrained_sections
+
     # with a model: also the schedule's needs of the optimizer, and frozen parameters (none left to train)
     with_model = net is not None and (train.lr_schedule is not None or train.warmup is not None
-                                      or (pretrained is not None and pretrained.use))
+                                      or bool(pretrained_sections(cfg.model)))
     if not (train.optimizer.config or schedule_kwargs or with_model):
         return  # a named optimizer without options takes any parameters; constructing one costs ~1 s
     import torch

@@ -148,6 +148,32 @@ def test_multi_hot_target(one_file, events):
         np.testing.assert_array_equal(loaded.targets[e], expected)
 
 
+def _with_tracks(events, seed=1):
+    """``events`` plus a per-hit track number (0..2, or -1 for noise)."""
+    rng = np.random.default_rng(seed)
+    return {**events, "tracker_track": [rng.integers(-1, 3, len(x)).astype(np.int32) for x in events["tracker_layer"]]}
+
+
+@pytest.mark.parametrize("track", ["longest", 1])
+def test_mask_target_is_the_image_of_one_tracks_hits(tmp_path, events, track):
+    events = _with_tracks(events)
+    path = write_root(tmp_path / "tracks.root", events)
+    loaded = load_root(data_cfg(path, target={"mask": "tracker_track", "view": "top", "track": track}))
+    assert loaded.targets.shape == (40, 1, 9, 113) and loaded.targets.dtype == np.float32
+    for e in range(40):
+        ids = events["tracker_track"][e]
+        if track == "longest":  # the most hits; the lowest number among equals; never noise
+            counts = [int((ids == k).sum()) for k in range(3)]
+            chosen = int(np.argmax(counts)) if max(counts) else None
+        else:
+            chosen = track
+        expected = np.zeros((1, 9, 113), np.float32)
+        keep = ids == chosen
+        expected[0, events["tracker_layer"][e][keep], events["tracker_column"][e][keep]] = 1.0
+        np.testing.assert_array_equal(loaded.targets[e], expected, err_msg=f"event {e}")
+    assert (loaded.targets <= loaded.images["top"]).all()  # a track's hits are among the event's
+
+
 def test_multi_hot_product_of_two_branches(one_file, events):
     target = {"multi_hot": ["calo_row", "calo_column"], "size": [15, 22]}
     loaded = load_root(data_cfg(one_file, target=target, loss="bce_with_logits"))
@@ -298,7 +324,11 @@ def test_scalar_branch_in_a_view(one_file):
     ({"views": {"top": {**TOP, "colums": "tracker_column"}}},
      "- data.views.top.colums: unknown key; did you mean 'cols'?"),
     ({"target": {"branch": "n_tracks", "classes": [1, 2], "multi_hot": "calo_column"}},
-     "- data.target: expected {branch: NAME, classes: [...]} (class labels) or {multi_hot: NAME, size: K}"),
+     "- data.target: expected {branch: NAME, classes: [...]} (class labels), {multi_hot: NAME, size: K} "
+     "(multi-hot vectors) or {mask: NAME, view: VIEW} (one track's hits), only one of them"),
+    ({"target": {"mask": "tracker_track"}}, "data.target.mask needs view: the data.views name"),
+    ({"target": {"mask": "tracker_track", "view": "tpo"}}, "data.target.view: no view 'tpo'; did you mean 'top'?"),
+    ({"target": {"branch": "n_tracks", "classes": [1, 2], "track": 0}}, "data.target.view and track go with mask"),
     ({"step_size": "lots"}, "data.step_size: found 'lots'; expected a number of events or a memory size"),
     ({"files": {"train": "a.root"}}, "give data.path (one pool, split by data.split) or data.files"),
 ])

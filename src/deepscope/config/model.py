@@ -14,7 +14,8 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 from deepscope.components import ACTIVATIONS, ARCHITECTURES, CONSTRAINTS, INITIALIZERS, NORMALIZATIONS, REGULARIZERS
 from deepscope.config.common import AbsolutePath, StrictModel, component, fail
 
-__all__ = ["CNNConfig", "CombinedParams", "ModelConfig", "ScalarNetConfig", "TopConfig", "TrackNetConfig"]
+__all__ = ["CNNConfig", "CombinedParams", "ModelConfig", "PretrainedModelConfig", "ScalarNetConfig", "TopConfig",
+           "TrackNetConfig", "pretrained_sections"]
 
 Activation = component(ACTIVATIONS)
 Initializer = component(INITIALIZERS)
@@ -209,6 +210,20 @@ class PretrainedModelConfig(StrictModel):
             raise fail("pretrained_freeze", f"freeze_loaded_layers has {len(self.freeze_loaded_layers)} entries "
                                             f"but layers_to_load has {len(self.layers_to_load)}")
         return self
+
+
+def pretrained_sections(model: Any) -> list[tuple[str, PretrainedModelConfig]]:
+    """(dotted key, section) of every pretrained-weights section of a model config that is in use:
+    ``pretrained_model``, then each entry of ``pretrained`` (architectures that load parts from several
+    runs, such as ``multiview``)."""
+    sections: list[tuple[str, PretrainedModelConfig]] = []
+    single = getattr(model, "pretrained_model", None)
+    if single is not None and single.use:
+        sections.append(("model.pretrained_model", single))
+    for i, entry in enumerate(getattr(model, "pretrained", None) or []):
+        if entry.use:
+            sections.append((f"model.pretrained[{i}]", entry))
+    return sections
 
 
 class CombinedParams(StrictModel):

@@ -92,7 +92,8 @@ class RootView(StrictModel):
 
 
 class RootTarget(StrictModel):
-    """The target: a scalar branch as class labels, or jagged index branches as multi-hot vectors."""
+    """The target: a scalar branch as class labels, jagged index branches as multi-hot vectors, or a per-hit
+    track branch as an image of one track's hits (clustering)."""
 
     branch: str | None = Field(None, description="a per-event (scalar) branch whose values are mapped to class "
                                                  "labels by classes")
@@ -103,13 +104,31 @@ class RootTarget(StrictModel):
                           "such branches [a, b] of equal per-event length: their product index a * size_b + b")
     size: int | list[int] | None = Field(None, description="with multi_hot: the number of labels (one per "
                                                            "branch: [size_a, size_b] for two branches)")
+    mask: str | None = Field(
+        None, description="a per-hit branch of track numbers (-1 for noise): the target is the image, in the "
+                          "binning of view, of the hits of one track (per-hit masks for clustering)")
+    view: str | None = Field(None, description="with mask: the view (a data.views name) whose image the mask is")
+    track: Literal["longest"] | int = Field(
+        "longest", description="with mask: which track: the one with the most hits in the view (ties: the "
+                               "lowest number), or a track number")
 
     @model_validator(mode="after")
     def _one_form(self) -> "RootTarget":
-        labels, multi = self.branch is not None, self.multi_hot is not None
-        if labels == multi:
-            raise fail("target_form", "expected {branch: NAME, classes: [...]} (class labels) or {multi_hot: NAME, "
-                                      "size: K} (multi-hot vectors)" + (", not both" if labels else ""))
+        labels, multi, mask = self.branch is not None, self.multi_hot is not None, self.mask is not None
+        if labels + multi + mask != 1:
+            raise fail("target_form", "expected {branch: NAME, classes: [...]} (class labels), {multi_hot: NAME, "
+                                      "size: K} (multi-hot vectors) or {mask: NAME, view: VIEW} (one track's hits)"
+                                      + (", only one of them" if labels + multi + mask > 1 else ""))
+        if not mask and (self.view is not None or self.track != "longest"):
+            raise fail("target_form", "data.target.view and track go with mask")
+        if mask:
+            if not self.mask or self.view is None:
+                raise fail("target_form", "data.target.mask needs view: the data.views name whose binning the "
+                                          "mask image has (e.g. {mask: tracker_track, view: top})")
+            if any(v is not None for v in (self.classes, self.size)):
+                raise fail("target_form", "data.target.mask takes view and track; classes and size go with "
+                                          "branch and multi_hot")
+            return self
         if labels:
             if self.size is not None:
                 raise fail("target_form", "data.target.size goes with multi_hot; with branch give classes")
@@ -141,6 +160,8 @@ class RootTarget(StrictModel):
         return list(zip(names, sizes))
 
     def branches(self) -> list[str]:
+        if self.mask is not None:
+            return [self.mask]
         return [self.branch] if self.branch is not None else [b for b, _ in self.multi_hot_branches()]
 
 
@@ -232,6 +253,10 @@ class RootData(DataCommon):
         if self.files is not None and self.split is not None:
             raise fail("split_given", "data.files names the files of each split; remove data.split (or give "
                                       "data.path to split one pool of events)")
+        view = self.target.view
+        if view is not None and view not in self.views:
+            raise fail("target_view", f"data.target.view: no view '{view}'{did_you_mean(view, list(self.views))} "
+                                      f"(views: {', '.join(self.views)})")
         return self
 
     def file_patterns(self) -> dict[str, str]:

@@ -17,6 +17,7 @@ from deepscope.config.common import StrictModel, registry_name
 from deepscope.config.data import ArraysData, DataConfig
 from deepscope.config.log import LogConfig
 from deepscope.config.model import CombinedParams, ModelConfig
+from deepscope.config.phases import PhaseConfig
 from deepscope.config.train import TrainConfig
 
 __all__ = ["ExperimentConfig", "CHECKS"]
@@ -38,6 +39,9 @@ class ExperimentConfig(StrictModel):
     model: ModelConfig = Field(default_factory=CombinedParams)
     train: TrainConfig = Field(default_factory=TrainConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    phases: list[PhaseConfig] = Field(
+        default_factory=list, description="train in phases, each a run folder <log.dir>/<name>/<phase> "
+                                          "(the phased task family, docs/phases.md); empty: one run")
 
     @model_validator(mode="before")
     @classmethod

@@ -55,7 +55,8 @@ def _uses(cfg: Any) -> dict[str, str]:
         uses.setdefault(view.cols.branch, f"data.views.{name}.cols")
         for branch in view.select:
             uses.setdefault(branch, f"data.views.{name}.select")
-    key = "data.target.branch" if cfg.target.branch is not None else "data.target.multi_hot"
+    key = ("data.target.branch" if cfg.target.branch is not None else
+           "data.target.mask" if cfg.target.mask is not None else "data.target.multi_hot")
     for branch in cfg.target.branches():
         uses.setdefault(branch, key)
     return uses
@@ -197,10 +198,13 @@ def _cells(values: np.ndarray, axis: Any, size: int, chunk: _Chunk, key: str, ke
     return cell, inside
 
 
-def _fill_view(out: np.ndarray, view: Any, name: str, chunk: _Chunk, dropped: dict[str, int]) -> None:
-    """Histogram the chunk's events into ``out`` (its (n, 1, R, C) slice of the view's images)."""
+def _fill_view(out: np.ndarray, view: Any, name: str, chunk: _Chunk, dropped: dict[str, int],
+               mask: Any = None) -> None:
+    """Histogram the chunk's events into ``out`` (its (n, 1, R, C) slice of the view's images); with
+    ``mask`` (a mask target) only the hits of each event's chosen track, as 0/1."""
     key = f"data.views.{name}"
-    counts = chunk.same_lengths(view.branches(), key)
+    branches = view.branches() + ([mask.mask] if mask is not None and mask.mask not in view.branches() else [])
+    counts = chunk.same_lengths(branches, key if mask is None else f"{key} and data.target.mask")
     ev = np.repeat(np.arange(len(counts)), counts)
     keep = np.ones(len(ev), bool)
     for branch, value in view.select.items():
@@ -213,12 +217,33 @@ def _fill_view(out: np.ndarray, view: Any, name: str, chunk: _Chunk, dropped: di
         if lost:
             dropped[f"{key}.{axis}"] = dropped.get(f"{key}.{axis}", 0) + lost
     keep &= in_rows & in_cols
+    if mask is not None:
+        keep &= _track_hits(chunk, mask, ev, keep, len(counts))
     flat = (ev[keep] * n_rows + rows[keep]) * n_cols + cols[keep]
     cells = out.reshape(-1)  # a view of the contiguous slice
-    if view.mode == "binary":
+    if view.mode == "binary" or mask is not None:
         cells[flat] = 1.0
     else:
         np.add.at(cells, flat, 1.0)
+
+
+def _track_hits(chunk: _Chunk, mask: Any, ev: np.ndarray, keep: np.ndarray, n_events: int) -> np.ndarray:
+    """Per hit: whether it belongs to its event's chosen track (``data.target.track``: a number, or the
+    track with the most of the view's hits, ties to the lowest number). Noise hits (-1) never do."""
+    ids, _ = chunk.hits(mask.mask, "data.target.mask")
+    if ids.dtype.kind not in "iub":
+        raise DataError(f"{chunk.where(mask.mask)} (data.target.mask): holds {ids.dtype} values; expected integer "
+                        "track numbers (-1 for noise)")
+    ids = ids.astype(np.int64)
+    valid = keep & (ids >= 0)
+    if mask.track != "longest":
+        return valid & (ids == int(mask.track))
+    if not valid.any():
+        return valid
+    k = int(ids[valid].max()) + 1
+    counts = np.bincount(ev[valid] * k + ids[valid], minlength=n_events * k).reshape(n_events, k)
+    chosen = counts.argmax(1)  # the first maximum: the lowest track number among equals
+    return valid & (ids == chosen[ev])
 
 
 def _labels(chunk: _Chunk, branch: str, classes: list[int]) -> np.ndarray:
@@ -282,8 +307,11 @@ def _read(cfg: Any, files: list[RootFile]) -> ArraySet:
 
     n = sum(f.entries for f in files)
     images = {name: np.zeros((n, 1, *view.shape), np.float32) for name, view in cfg.views.items()}
-    labels = cfg.target.branch is not None
-    targets = np.zeros(n, np.int64) if labels else np.zeros((n, _n_labels(cfg.target)), np.float32)
+    labels, mask = cfg.target.branch is not None, cfg.target.mask is not None
+    if mask:
+        targets = np.zeros((n, 1, *cfg.views[cfg.target.view].shape), np.float32)
+    else:
+        targets = np.zeros(n, np.int64) if labels else np.zeros((n, _n_labels(cfg.target)), np.float32)
     dropped: dict[str, int] = {}
     offset = 0
     for f in files:
@@ -294,14 +322,16 @@ def _read(cfg: Any, files: list[RootFile]) -> ArraySet:
             rows = slice(offset + start, offset + start + len(arrays))
             for name, view in cfg.views.items():
                 _fill_view(images[name][rows], view, name, chunk, dropped)
-            if labels:
+            if mask:
+                _fill_view(targets[rows], cfg.views[cfg.target.view], cfg.target.view, chunk, {}, cfg.target)
+            elif labels:
                 targets[rows] = _labels(chunk, cfg.target.branch, cfg.target.classes)
             else:
                 _multi_hot(targets[rows], cfg.target, chunk)
         offset += f.entries
     for key, lost in dropped.items():
         log.info("%s: %d hits outside the binned range were dropped", key, lost)
-    return ArraySet(images=images, targets=targets, target_names=() if labels else _target_names(cfg.target))
+    return ArraySet(images=images, targets=targets, target_names=() if labels or mask else _target_names(cfg.target))
 
 
 def load_root(cfg: Any, data: Any = None) -> ArraySet | dict[str, ArraySet]:
@@ -334,13 +364,15 @@ def describe_root(cfg: Any, task: str) -> Any:
 
     plans = plan_root(cfg)
     images = {name: np.zeros((2, 1, *view.shape), np.float32) for name, view in cfg.views.items()}
-    if cfg.target.branch is not None:
+    if cfg.target.mask is not None:
+        targets = np.stack([np.zeros((1, *cfg.views[cfg.target.view].shape), np.float32),
+                            np.ones((1, *cfg.views[cfg.target.view].shape), np.float32)])
+    elif cfg.target.branch is not None:
         targets = np.array([0, len(cfg.target.classes) - 1], np.int64)
     else:
         k = _n_labels(cfg.target)
         targets = np.stack([np.zeros(k, np.float32), np.ones(k, np.float32)])
-    stand_in = ArraySet(images=images, targets=targets, target_names=() if cfg.target.branch is not None
-                        else _target_names(cfg.target))
+    stand_in = ArraySet(images=images, targets=targets, target_names=_target_names(cfg.target))
     if "pool" in plans:
         return Description(stand_in, sum(f.entries for f in plans["pool"]))
     return Description({split: stand_in for split in plans})

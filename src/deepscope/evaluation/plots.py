@@ -477,3 +477,43 @@ def misclassified_figure(images: dict[str, np.ndarray], truth: np.ndarray, pred:
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, out)
+
+
+def clusters_figure(events: np.ndarray, predicted: np.ndarray, true: np.ndarray, out: Path, title: str = "") -> Path:
+    """Clustering: a row per event, its hits (grey) with the true track's hits (left) and the predicted
+    ones (right) marked; in the right panel hits found are green, missed red, wrongly taken orange.
+
+    Args:
+        events: (N, C, H, W) event images (any non-zero cell is a hit).
+        predicted: (N, 1, H, W) 0/1 predicted cluster.
+        true: (N, 1, H, W) 0/1 true cluster.
+    """
+    plt = _plt()
+    n = len(events)
+    h, w = events.shape[-2:]
+    width = max(2.0, min(7.0, w / max(h, 1) * 1.6))
+    fig, axes = plt.subplots(n, 2, figsize=(2 * width + 1.0, 1.6 * n + 0.8), squeeze=False)
+    for i in range(n):
+        hit = np.asarray(events[i]).reshape(-1, h, w).sum(0) > 0
+        t = np.asarray(true[i]).reshape(h, w) >= 0.5
+        p = np.asarray(predicted[i]).reshape(h, w) >= 0.5
+        base = np.ones((h, w, 3))
+        base[hit] = (0.75, 0.75, 0.75)
+        left = base.copy()
+        left[t] = (0.12, 0.35, 0.8)
+        right = base.copy()
+        right[t & p] = (0.1, 0.65, 0.2)
+        right[t & ~p] = (0.85, 0.15, 0.15)
+        right[p & ~t] = (1.0, 0.6, 0.0)
+        eff = (t & p).sum() / max(t.sum(), 1)
+        pur = (t & p).sum() / max(p.sum(), 1)
+        for ax, img, label in ((axes[i, 0], left, f"event; true track ({int(t.sum())} hits)"),
+                               (axes[i, 1], right, f"generated: efficiency {eff:.2f}, purity {pur:.2f}")):
+            ax.imshow(img, aspect="auto", interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(label, fontsize=8)
+    fig.suptitle(title + "\ngrey: hits; blue: the true track; green found, red missed, orange wrongly taken",
+                 fontsize=9)
+    fig.tight_layout()
+    return _save(fig, out)

@@ -22,11 +22,24 @@ class TaskFamily:
     """
 
     name: ClassVar[str] = ""
+    #: among several families that claim a config, the ones of the highest priority win: a family that
+    #: wraps another (``phased`` runs supervised phases; ``adversarial`` trains with a reconstruction
+    #: loss that ``supervised`` would claim too) claims above it
+    priority: ClassVar[int] = 0
 
     @classmethod
     def claims(cls, cfg: Any) -> bool:
         """Whether a config without ``task:`` belongs to this family (read from its loss, model, data)."""
         return False
+
+    # --- the whole experiment ----------------------------------------------------------------------
+    def run(self, experiment: Any, new_version: bool = False) -> Any:
+        """Train ``experiment`` (an :class:`~deepscope.training.experiment.Experiment`): one run folder.
+
+        A family made of several runs (``phased``) overrides this and trains each as an experiment of
+        its own.
+        """
+        return experiment.train_run(new_version)
 
     # --- before anything is built ------------------------------------------------------------------
     def check_config(self, cfg: Any) -> list[str]:
@@ -78,7 +91,10 @@ def family_name(cfg: Any) -> str:
     explicit = getattr(cfg, "task", None)
     if explicit:
         return TASKS.canonical(explicit)
-    claiming = [entry.name for entry in TASKS.entries() if entry.load().claims(cfg)]
+    families = [(entry.name, entry.load()) for entry in TASKS.entries()]
+    claiming = [(name, family.priority) for name, family in families if family.claims(cfg)]
+    top = max((priority for _, priority in claiming), default=0)
+    claiming = [name for name, priority in claiming if priority == top]
     if len(claiming) == 1:
         return claiming[0]
     if not claiming:

@@ -64,6 +64,7 @@ class SupervisedFamily(TaskFamily):
         if dense_loss and dmode in ("regressor", "classifier"):
             problems.append(f"train.loss '{dense_loss}' compares images but model.dmode is '{dmode}', whose output "
                             "is one value per target column: use dmode deconvolver")
+        problems += _softmax_multi_hot_config(cfg)
         thresholds = cfg.train.thresholds
         if kind != "binary" and (not isinstance(thresholds, float) or thresholds != 0.5):
             problems.append(f"train.thresholds applies to binary and multi-label outputs but train.loss "
@@ -91,6 +92,7 @@ class SupervisedFamily(TaskFamily):
             if per_column:
                 problems.append(f"train.metrics: {', '.join(per_column)} are per target column, but the targets are "
                                 f"images of shape {spec.target_shape}: use psnr, ssim, mse or mae")
+        problems += _softmax_multi_hot_data(cfg, spec)
         thresholds = cfg.train.thresholds
         if isinstance(thresholds, (list, dict)) and _loss_meta(cfg)["task"] == "binary":
             names = spec.column_names()
@@ -154,6 +156,43 @@ class SupervisedFamily(TaskFamily):
                                     title=split)
             plots.resolution_figure(result["predictions"], result["targets"], figures / f"resolution_{split}.png",
                                     title=split)
+
+
+def _softmax_multi_hot_config(cfg: Any) -> list[str]:
+    """A loss with one softmax over the labels (``softmax_multi_hot``) takes raw logits of label columns."""
+    if _loss_meta(cfg)["output"] != "softmax_logits":
+        return []
+    problems, loss = [], cfg.train.loss_label
+    top = getattr(cfg.model, "top", None)
+    act = top.final_activation.class_name if top is not None and top.final_activation else None
+    if act in ("softmax", "sigmoid"):
+        problems.append(f"model.top.final_activation '{act}' contradicts train.loss '{loss}', which expects "
+                        "logits and applies the softmax over the labels itself: set final_activation: null")
+    if getattr(cfg.model, "dmode", None) == "deconvolver":
+        problems.append(f"model.dmode 'deconvolver' contradicts train.loss '{loss}', which needs one logit per "
+                        "label: use dmode classifier, or bce_with_logits for 0/1 masks")
+    return problems
+
+
+def _softmax_multi_hot_data(cfg: Any, spec: Any) -> list[str]:
+    """``softmax_multi_hot`` needs K >= 2 label columns, and a threshold for every label: the 0.5 a
+    mapping gives the labels it leaves out would call at most one label of a softmax."""
+    if _loss_meta(cfg)["output"] != "softmax_logits":
+        return []
+    loss = cfg.train.loss_label
+    if spec.dense or len(spec.target_shape) != 1 or spec.target_shape[0] < 2:
+        what = (f"images of shape {spec.target_shape}" if spec.dense else
+                f"per-sample shape {spec.target_shape}" if spec.target_shape else "one value per sample")
+        return [f"train.loss '{loss}' spreads one softmax over the labels and needs multi-hot targets (N, K) "
+                f"with K >= 2 labels; found {what}: for one yes/no per sample use bce_with_logits"]
+    thresholds = cfg.train.thresholds
+    if isinstance(thresholds, dict):
+        missing = [name for name in spec.column_names() if name not in thresholds]
+        if missing:
+            return [f"train.thresholds: with train.loss '{loss}' a mapping must name every label; missing: "
+                    f"{', '.join(missing)} (a softmax over {spec.target_shape[0]} labels rarely passes the 0.5 "
+                    f"they would get; give them, or use one value, a list or auto)"]
+    return []
 
 
 GALLERY_SIZE = 8  # misclassified samples drawn per split

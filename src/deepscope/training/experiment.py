@@ -19,6 +19,7 @@ import torch
 
 from deepscope import preflight
 from deepscope.config import ExperimentConfig, load_config
+from deepscope.config.model import pretrained_sections
 from deepscope.data.arrays import ArraySet
 from deepscope.data.dataset import BatchDataset, BatchIndexSampler, BatchLoader
 from deepscope.data.prepare import PreparedData, check_target_standardization, prepare_data, training_crop
@@ -66,6 +67,7 @@ class RunResult:
     epochs: int = 0
     resumed: bool = False
     global_rank: int = 0  # under DDP, only rank 0's result has the metrics and the checkpoint
+    phases: dict[str, "RunResult"] = field(default_factory=dict)  # phased experiments: each phase run's result
 
 
 def _task(cfg: ExperimentConfig, spec: InputSpec, standardizer: Standardizer) -> Task:
@@ -150,7 +152,8 @@ class Experiment:
         self.data = data
 
     def train(self, new_version: bool = False) -> RunResult:
-        """Train (or resume) and fill the run folder.
+        """Train (or resume) and fill the run folder: what the config's task family runs, one run folder
+        (:meth:`train_run`) or several (``phases``: each phase a run folder of its own, docs/phases.md).
 
         Under DDP every process runs this; global rank 0 alone writes the run folder and returns the
         final metrics, the others return a result without them (docs/distributed.md).
@@ -161,6 +164,10 @@ class Experiment:
             TrainingDiverged: NaN/inf loss; the last good checkpoint is kept.
             Interrupted: Ctrl-C / SIGTERM; ``last.ckpt`` was saved first.
         """
+        return family_for(self.cfg).run(self, new_version)
+
+    def train_run(self, new_version: bool = False) -> RunResult:
+        """Train (or resume) one run folder, ``<log.dir>/<name>`` (see :meth:`train`)."""
         cfg = self.cfg
         preflight.check(cfg)  # every check that reads no data, as 'deepscope validate' makes them
         set_deterministic_env(cfg.train.deterministic)  # before anything can start CUDA
@@ -180,10 +187,10 @@ class Experiment:
         family.check_data(cfg, spec)
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         net = build_model(cfg.model, spec, cfg.train.loss_name)
-        pretrained = getattr(cfg.model, "pretrained_model", None)
-        if pretrained is not None and pretrained.use:
+        for key, pretrained in pretrained_sections(cfg.model):
             # a resumed run has the loaded weights in its checkpoint; only the freezing is re-applied
-            lines = freeze_pretrained(net, pretrained) if resume else load_pretrained(net, pretrained, spec)
+            lines = (freeze_pretrained(net, pretrained, key) if resume
+                     else load_pretrained(net, pretrained, spec, key))
             for line in lines:
                 log.info(line)
         channels_last = use_channels_last(cfg.train.channels_last, training_device(cfg.train), net)

@@ -27,7 +27,7 @@ __all__ = ["available_names", "freeze_pretrained", "load_pretrained", "resolve_p
 KEY = "model.pretrained_model"
 
 
-def resolve_pretrained_paths(cfg: PretrainedModelConfig) -> tuple[Path, Path, Path]:
+def resolve_pretrained_paths(cfg: PretrainedModelConfig, key: str = KEY) -> tuple[Path, Path, Path]:
     """(checkpoint, config.yaml, run folder) of the earlier run named by ``cfg``.
 
     ``weights_path`` is a run folder (its ``checkpoints/best.ckpt``, else ``last.ckpt``) or a
@@ -39,14 +39,14 @@ def resolve_pretrained_paths(cfg: PretrainedModelConfig) -> tuple[Path, Path, Pa
         CheckpointError: a path that does not exist, or a run folder without a checkpoint/config.
     """
     if cfg.weights_path is None:
-        raise ConfigError(f"{KEY}.weights_path: missing; give the earlier run's folder or checkpoint")
+        raise ConfigError(f"{key}.weights_path: missing; give the earlier run's folder or checkpoint")
     weights = Path(cfg.weights_path).expanduser()
     if weights.is_dir():
         run = weights
         checkpoint = next((p for p in (run / "checkpoints" / "best.ckpt", run / "checkpoints" / "last.ckpt")
                            if p.is_file()), None)
         if checkpoint is None:
-            raise CheckpointError(f"{KEY}.weights_path: run folder '{run}' has no checkpoint "
+            raise CheckpointError(f"{key}.weights_path: run folder '{run}' has no checkpoint "
                                   "(checkpoints/best.ckpt or checkpoints/last.ckpt)")
     elif weights.is_file():
         checkpoint = weights
@@ -54,26 +54,26 @@ def resolve_pretrained_paths(cfg: PretrainedModelConfig) -> tuple[Path, Path, Pa
         run = next((d for d in (parent, parent.parent) if (d / "config.yaml").is_file()),
                    parent.parent if parent.name == "checkpoints" else parent)
     else:
-        raise CheckpointError(f"{KEY}.weights_path: '{weights}' not found (give a run folder or a checkpoint file)")
+        raise CheckpointError(f"{key}.weights_path: '{weights}' not found (give a run folder or a checkpoint file)")
     if cfg.params_path is not None:
         params = Path(cfg.params_path).expanduser()
         config = params / "config.yaml" if params.is_dir() else params
         if not config.is_file():
-            raise CheckpointError(f"{KEY}.params_path: '{config}' not found (give the earlier run's config.yaml)")
+            raise CheckpointError(f"{key}.params_path: '{config}' not found (give the earlier run's config.yaml)")
     else:
         config = run / "config.yaml"
         if not config.is_file():
-            raise CheckpointError(f"{KEY}: the earlier run's config '{config}' not found; it is written beside "
+            raise CheckpointError(f"{key}: the earlier run's config '{config}' not found; it is written beside "
                                   "checkpoints/ in every run folder, or name it with params_path")
     return checkpoint, config, run
 
 
-def _read_state(checkpoint: Path) -> dict[str, torch.Tensor]:
+def _read_state(checkpoint: Path, key: str = KEY) -> dict[str, torch.Tensor]:
     """The net's tensors from a Lightning checkpoint (``net.`` prefix) or a plain state dict."""
     try:
         ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged file
-        raise CheckpointError(f"{KEY}.weights_path: checkpoint '{checkpoint}' cannot be read "
+        raise CheckpointError(f"{key}.weights_path: checkpoint '{checkpoint}' cannot be read "
                               f"({type(exc).__name__}: {exc})") from None
     if isinstance(ckpt, Mapping) and isinstance(ckpt.get("state_dict"), Mapping):
         state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
@@ -82,12 +82,13 @@ def _read_state(checkpoint: Path) -> dict[str, torch.Tensor]:
     else:
         state = {}
     if not state:
-        raise CheckpointError(f"{KEY}.weights_path: '{checkpoint}' holds no model weights "
+        raise CheckpointError(f"{key}.weights_path: '{checkpoint}' holds no model weights "
                               "(expected a deepscope checkpoint with a state_dict of 'net.*' tensors)")
     return state
 
 
-def _earlier_model(checkpoint: Path, config: Path, run: Path, current_spec: InputSpec) -> tuple[nn.Module, list[str]]:
+def _earlier_model(checkpoint: Path, config: Path, run: Path, current_spec: InputSpec,
+                   key: str = KEY) -> tuple[nn.Module, list[str]]:
     """Rebuild the earlier model from its config and input spec and load its checkpoint."""
     from deepscope.config import load_config
     from deepscope.models.build import build_model
@@ -96,7 +97,7 @@ def _earlier_model(checkpoint: Path, config: Path, run: Path, current_spec: Inpu
     try:
         old_cfg = load_config(config)
     except ConfigError as exc:
-        raise CheckpointError(f"{KEY}: the earlier run's config '{config}' is not valid: {exc}") from None
+        raise CheckpointError(f"{key}: the earlier run's config '{config}' is not valid: {exc}") from None
     spec_path = next((p for p in (run / "input_spec.json", config.parent / "input_spec.json") if p.is_file()), None)
     if spec_path is not None:
         old_spec = InputSpec.load(spec_path)  # CheckpointError naming the file when corrupt
@@ -106,13 +107,13 @@ def _earlier_model(checkpoint: Path, config: Path, run: Path, current_spec: Inpu
     try:
         old_net = build_model(old_cfg.model, old_spec)
     except ConfigError as exc:
-        raise CheckpointError(f"{KEY}: the earlier model cannot be rebuilt from '{config}': {exc}") from None
-    state = _read_state(checkpoint)
+        raise CheckpointError(f"{key}: the earlier model cannot be rebuilt from '{config}': {exc}") from None
+    state = _read_state(checkpoint, key)
     try:
         old_net.load_state_dict(state)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
-        raise CheckpointError(f"{KEY}.weights_path: checkpoint '{checkpoint}' does not fit the model built from "
+        raise CheckpointError(f"{key}.weights_path: checkpoint '{checkpoint}' does not fit the model built from "
                               f"'{config}' ({first})") from None
     return old_net, notes
 
@@ -122,17 +123,17 @@ def available_names(net: nn.Module, depth: int = 2) -> list[str]:
     return [name for name, _ in net.named_modules() if name and name.count(".") < depth]
 
 
-def _freeze_flags(cfg: PretrainedModelConfig) -> list[bool]:
+def _freeze_flags(cfg: PretrainedModelConfig, key: str = KEY) -> list[bool]:
     flags = cfg.freeze_loaded_layers
     if isinstance(flags, bool):
         return [flags] * len(cfg.layers_to_load)
     if len(flags) != len(cfg.layers_to_load):  # the config checks this too
-        raise ConfigError(f"{KEY}.freeze_loaded_layers has {len(flags)} entries but layers_to_load has "
+        raise ConfigError(f"{key}.freeze_loaded_layers has {len(flags)} entries but layers_to_load has "
                           f"{len(cfg.layers_to_load)}; give one bool per name, or a single bool")
     return list(flags)
 
 
-def _check_names(names: list[str], old_net: nn.Module, net: nn.Module, checkpoint: Path) -> None:
+def _check_names(names: list[str], old_net: nn.Module, net: nn.Module, checkpoint: Path, key: str = KEY) -> None:
     old_modules, new_modules = dict(old_net.named_modules()), dict(net.named_modules())
     shared = [n for n in available_names(net) if n in old_modules]
     for name in names:
@@ -142,13 +143,13 @@ def _check_names(names: list[str], old_net: nn.Module, net: nn.Module, checkpoin
         where = ("either model" if not in_old and not in_new
                  else "the pretrained model" if not in_old else "the current model")
         raise ConfigError(
-            f"{KEY}.layers_to_load: '{name}' is not a submodel or layer of {where} "
+            f"{key}.layers_to_load: '{name}' is not a submodel or layer of {where} "
             f"(pretrained: '{checkpoint}'){did_you_mean(name, shared)} "
             f"(available in both: {', '.join(shared) or 'none'})"
         )
 
 
-def _check_shapes(names: list[str], old_net: nn.Module, net: nn.Module, checkpoint: Path) -> None:
+def _check_shapes(names: list[str], old_net: nn.Module, net: nn.Module, checkpoint: Path, key: str = KEY) -> None:
     problems: list[str] = []
     for name in names:
         old_state = old_net.get_submodule(name).state_dict()
@@ -163,11 +164,11 @@ def _check_shapes(names: list[str], old_net: nn.Module, net: nn.Module, checkpoi
                 problems.append(f"{full}: pretrained {tuple(old_state[key].shape)}, current {tuple(new_state[key].shape)}")
     if problems:
         shown = "; ".join(problems[:12]) + (f"; … {len(problems) - 12} more" if len(problems) > 12 else "")
-        raise CheckpointError(f"{KEY}: the layers to load differ between the pretrained model ('{checkpoint}') "
+        raise CheckpointError(f"{key}: the layers to load differ between the pretrained model ('{checkpoint}') "
                               f"and the current one: {shown}")
 
 
-def load_pretrained(net: nn.Module, cfg: PretrainedModelConfig, current_spec: InputSpec) -> list[str]:
+def load_pretrained(net: nn.Module, cfg: PretrainedModelConfig, current_spec: InputSpec, key: str = KEY) -> list[str]:
     """Copy the submodels/layers named in ``cfg.layers_to_load`` from an earlier run into ``net``.
 
     Args:
@@ -187,11 +188,11 @@ def load_pretrained(net: nn.Module, cfg: PretrainedModelConfig, current_spec: In
     if not cfg.use:
         return []
     names = list(cfg.layers_to_load)
-    freeze = _freeze_flags(cfg)
-    checkpoint, config, run = resolve_pretrained_paths(cfg)
-    old_net, lines = _earlier_model(checkpoint, config, run, current_spec)
-    _check_names(names, old_net, net, checkpoint)
-    _check_shapes(names, old_net, net, checkpoint)  # everything is checked before anything is copied
+    freeze = _freeze_flags(cfg, key)
+    checkpoint, config, run = resolve_pretrained_paths(cfg, key)
+    old_net, lines = _earlier_model(checkpoint, config, run, current_spec, key)
+    _check_names(names, old_net, net, checkpoint, key)
+    _check_shapes(names, old_net, net, checkpoint, key)  # everything is checked before anything is copied
     for name, frozen in zip(names, freeze):
         target = net.get_submodule(name)
         source_state = old_net.get_submodule(name).state_dict()
@@ -206,7 +207,7 @@ def load_pretrained(net: nn.Module, cfg: PretrainedModelConfig, current_spec: In
     return lines
 
 
-def freeze_pretrained(net: nn.Module, cfg: PretrainedModelConfig) -> list[str]:
+def freeze_pretrained(net: nn.Module, cfg: PretrainedModelConfig, key: str = KEY) -> list[str]:
     """Only freeze the layers ``cfg`` names, without reading the earlier run.
 
     For a resumed run: its checkpoint already holds the loaded weights, but ``requires_grad`` is
@@ -222,10 +223,10 @@ def freeze_pretrained(net: nn.Module, cfg: PretrainedModelConfig) -> list[str]:
         return []
     modules = dict(net.named_modules())
     lines = []
-    for name, frozen in zip(cfg.layers_to_load, _freeze_flags(cfg)):
+    for name, frozen in zip(cfg.layers_to_load, _freeze_flags(cfg, key)):
         if name not in modules or not name:
             options = available_names(net)
-            raise ConfigError(f"{KEY}.layers_to_load: '{name}' is not a submodel or layer of the model"
+            raise ConfigError(f"{key}.layers_to_load: '{name}' is not a submodel or layer of the model"
                               f"{did_you_mean(name, options)} (available: {', '.join(options)})")
         if frozen:
             params = list(modules[name].parameters())

@@ -104,6 +104,10 @@ class RunDir:
         if not run.path.is_dir():
             raise CheckpointError(f"run folder '{run.path}' not found")
         if not run.config.exists():
+            phases = sorted(p.name for p in run.path.iterdir() if (p / "config.yaml").is_file())
+            if (run.path / "phases.json").is_file() and phases:
+                raise CheckpointError(f"'{run.path}' holds the runs of a phased experiment; give one of them: "
+                                      + ", ".join(str(run.path / p) for p in phases))
             raise CheckpointError(f"'{run.path}' is not a run folder (no config.yaml)")
         return run
 
@@ -121,8 +125,15 @@ def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any
     """(dotted key, old value, new value) for every leaf that differs."""
     a, b = _flatten(old), _flatten(new)
     missing = object()
+
+    def same(x: Any, y: Any) -> bool:
+        # a key that a later version added with an empty default (phases: [], task: null) is no change
+        if x is missing or y is missing:
+            return (y if x is missing else x) in (None, [], {})
+        return x == y
+
     return [(k, a.get(k, missing), b.get(k, missing)) for k in sorted(set(a) | set(b))
-            if a.get(k, missing) != b.get(k, missing)]
+            if not same(a.get(k, missing), b.get(k, missing))]
 
 
 def _show(value: Any) -> str:

@@ -62,6 +62,8 @@ class SupervisedSystem(L.LightningModule):
         self.optimizer_spec, self.lr, self.epoch_lines = optimizer, lr, epoch_lines
         self._outputs: dict[str, list[tuple[torch.Tensor | None, ...]]] = {}
         self._layer_reg = has_layer_reg(net)  # walking the modules every step costs ~0.5 ms
+        # a net's own training-only loss term given the targets (capsnet's reconstruction decoder)
+        self._auxiliary_loss = callable(getattr(net, "auxiliary_loss", None))
         self._epoch_start = time.perf_counter()
         self.schedule = schedule
         self.channels_last = channels_last
@@ -115,6 +117,10 @@ class SupervisedSystem(L.LightningModule):
             penalty = regularization_penalty(self.net)
             loss = loss + penalty
             shown = None if shown is None else shown + penalty
+        if stage == "train" and self._auxiliary_loss:
+            auxiliary = self.net.auxiliary_loss(target)  # a scalar, outside the logged data loss as layer_reg is
+            loss = loss + auxiliary
+            shown = None if shown is None else shown + auxiliary.detach()
         bs = int(target.shape[0])
         if stage == "train" and self._step_loss_is_read():
             self.log("train_loss_step", loss if shown is None else shown, on_step=True, on_epoch=False,
@@ -248,7 +254,7 @@ class SupervisedSystem(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         train_values = self._epoch_end("train")
         seconds = time.perf_counter() - self._epoch_start
-        self.log("lr", self.optimizers().param_groups[0]["lr"], on_epoch=True)
+        self.log("lr", self._current_lr(), on_epoch=True)
         self.log("epoch_time", seconds, on_epoch=True)
         self._watch_monitor(train_values)
         if self.epoch_lines and self.trainer.is_global_zero:

@@ -14,7 +14,7 @@ import torch
 from deepscope.components import LOSSES, METRICS
 from deepscope.data.spec import InputSpec
 
-__all__ = ["Task", "MAXIMIZED_METRICS", "monitor_mode"]
+__all__ = ["Task", "MAXIMIZED_METRICS", "monitor_mode", "softmax_default_threshold"]
 
 MAXIMIZED_METRICS = {"accuracy", "auc", "r2", "psnr", "ssim", "precision", "recall", "f1", "within_10_percent"}
 
@@ -24,18 +24,38 @@ def monitor_mode(monitor: str) -> str:
     return "max" if monitor.split("_", 1)[-1] in MAXIMIZED_METRICS else "min"
 
 
+def softmax_default_threshold(n_labels: int) -> float:
+    """The default decision threshold of multi-label softmax probabilities (``softmax_multi_hot``).
+
+    A perfect fit gives each of a sample's m labels 1/m and the others 0; the smallest share of a
+    label that is on is 1/K (every label on). 1/(2K) lies halfway between that and 0: of all
+    thresholds, it keeps the widest margin both to a label that is on (whatever m) and to one that is off.
+
+    Args:
+        n_labels: K, the number of labels (>= 1).
+
+    Returns:
+        1 / (2 K).
+    """
+    return 1.0 / (2.0 * max(int(n_labels), 1))
+
+
 @dataclass
 class Task:
     """The loss family and target layout of one experiment.
 
     Attributes:
         loss_name: canonical loss name.
-        output: what the loss expects of the model output: ``values``, ``logits`` or ``probs``.
+        output: what the loss expects of the model output: ``values``, ``logits``, ``probs``, or
+            ``softmax_logits`` (multi-label logits whose probabilities are one softmax over the labels,
+            the ``softmax_multi_hot`` loss).
         kind: ``regression``, ``binary`` or ``multiclass``.
         spec: the data's :class:`InputSpec`.
         target_stats: (mean, std) when regression targets were standardized.
         metrics: canonical metric names.
-        thresholds: decision threshold of binary / multi-label outputs: one, or one per label.
+        thresholds: decision threshold of binary / multi-label outputs: one, or one per label. With
+            ``softmax_logits`` a single 0.5 (``train.thresholds``' default, also what ``auto`` uses until
+            it has chosen) is read as :func:`softmax_default_threshold`, 1/(2K) for K labels.
     """
 
     loss_name: str
@@ -47,6 +67,10 @@ class Task:
     def __post_init__(self) -> None:
         meta = LOSSES.entry(self.loss_name).meta
         self.output, self.kind = meta["output"], meta["task"]
+        if self.output == "softmax_logits" and not isinstance(self.thresholds, list) and self.thresholds == 0.5:
+            # K softmax probabilities share 1: a label of a sample with m labels is fit best by 1/m, so 0.5
+            # would call at most one label
+            self.thresholds = softmax_default_threshold(self.spec.output_size)
 
     @property
     def is_classification(self) -> bool:
@@ -72,7 +96,10 @@ class Task:
             probs = _softmax(shaped) if self.output == "logits" else shaped / shaped.sum(-1, keepdims=True)
             return {"predictions": probs.argmax(-1), "probabilities": probs}
         if self.kind == "binary":
-            probs = 1.0 / (1.0 + np.exp(-shaped)) if self.output == "logits" else shaped
+            if self.output == "softmax_logits":
+                probs = _softmax(shaped)  # (B, K), one distribution over the labels
+            else:
+                probs = 1.0 / (1.0 + np.exp(-shaped)) if self.output == "logits" else shaped
             threshold = np.asarray(self.thresholds, dtype=probs.dtype if probs.dtype.kind == "f" else np.float64)
             return {"predictions": (probs >= threshold).astype(np.int64), "probabilities": probs}
         return {"predictions": self.targets_in_data_units(shaped)}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from deepscope.config.common import StrictModel
+from deepscope.config.common import StrictModel, fail
 from deepscope.config.model import CNNConfig, PretrainedModelConfig, TopConfig
 
 __all__ = ["MultiviewParams"]
@@ -30,3 +30,20 @@ class MultiviewParams(StrictModel):
         default_factory=PretrainedModelConfig,
         description="load views.<name> (or top) from an earlier multiview run, e.g. one trained on that view alone, "
                     "and optionally freeze them (the combined model's pretrained_model keys)")
+    pretrained: list[PretrainedModelConfig] = Field(
+        default_factory=list,
+        description="more parts loaded from other runs, one entry per run (keys as pretrained_model): e.g. "
+                    "views.top from the run that trained the top view alone, views.side from another")
+
+    @model_validator(mode="after")
+    def _each_part_once(self) -> "MultiviewParams":
+        seen: dict[str, str] = {}
+        sections = [("pretrained_model", self.pretrained_model)] + [
+            (f"pretrained[{i}]", entry) for i, entry in enumerate(self.pretrained)]
+        for key, section in sections:
+            for name in section.layers_to_load if section.use else []:
+                if name in seen:
+                    raise fail("pretrained_twice", f"model.{key}.layers_to_load: '{name}' is also loaded by "
+                                                   f"model.{seen[name]}; load each part from one run")
+                seen[name] = key
+        return self

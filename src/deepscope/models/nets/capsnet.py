@@ -8,20 +8,22 @@ decide: coupling ``c_ij = softmax_j(b_ij)``, ``s_j = sum_i c_ij u_hat_{j|i}``, `
 ``b_ij += u_hat_{j|i} . v_j``, three times. The network's output is the class capsules' lengths,
 trained with the margin loss (:func:`deepscope.losses.margin`).
 
-Not built (yet): the paper's reconstruction decoder, a regularizer that needs the true label inside
-the model's forward pass.
+The paper's reconstruction decoder (optional, ``decoder.use``) is a regularizer: it needs the true label,
+which the forward pass never sees, so the net keeps the class capsules and image of its last forward and
+the training system adds :meth:`CapsNet.auxiliary_loss` (given the targets) to the loss.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from deepscope.config.nets.capsnet import CapsNetParams
 from deepscope.data.spec import InputSpec
 from deepscope.errors import ConfigError
 
-__all__ = ["CapsNet", "build_capsnet", "route", "squash"]
+__all__ = ["CapsNet", "build_capsnet", "class_mask", "route", "squash"]
 
 
 def squash(s: torch.Tensor, dim: int = -1, eps: float = 1e-20) -> torch.Tensor:
@@ -42,8 +44,45 @@ def route(u_hat: torch.Tensor, iterations: int) -> torch.Tensor:
     return v
 
 
+def class_mask(capsules: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+    """Which class capsules the decoder sees: (B, classes) of 0/1.
+
+    Args:
+        capsules: class capsules (B, classes, D).
+        target: integer labels (B,) or one-hot (B, classes) (a multi-hot row keeps every class present);
+            ``None`` picks each sample's longest capsule.
+
+    Returns:
+        The mask (B, classes) in the capsules' dtype.
+    """
+    if target is None:
+        target = capsules.norm(dim=-1).argmax(-1)
+    if target.ndim == 1:
+        target = F.one_hot(target.long(), capsules.shape[1])
+    return target.to(capsules.dtype)
+
+
+class _Decoder(nn.Module):
+    """Masked class capsules (B, classes * D) -> dense layers with ReLU -> a sigmoid (B, out_features)."""
+
+    def __init__(self, in_features: int, units: list[int], out_features: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for width in units:
+            layers += [nn.Linear(in_features, width), nn.ReLU()]
+            in_features = width
+        self.layers = nn.Sequential(*layers, nn.Linear(in_features, out_features), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
 class CapsNet(nn.Module):
-    """Conv + ReLU -> primary capsules -> routed class capsules; ``forward(images) -> (B, classes)`` lengths."""
+    """Conv + ReLU -> primary capsules -> routed class capsules; ``forward(images) -> (B, classes)`` lengths.
+
+    With ``cfg.decoder.use`` the net also has the paper's reconstruction decoder: each forward keeps its
+    class capsules and image, and :meth:`auxiliary_loss` / :meth:`reconstruct` decode them.
+    """
 
     def __init__(self, spec: InputSpec, cfg: CapsNetParams) -> None:
         super().__init__()
@@ -71,6 +110,9 @@ class CapsNet(nn.Module):
                                  stride=cfg.primary_stride)
         n_in, n_out = cfg.primary_types * ph * pw, spec.output_size
         self.weight = nn.Parameter(0.01 * torch.randn(n_in, n_out, cfg.class_dim, cfg.primary_dim))
+        self.decoder = (_Decoder(n_out * cfg.class_dim, cfg.decoder.units, image.channels * h * w)
+                        if cfg.decoder.use else None)
+        self._last: tuple[torch.Tensor, torch.Tensor] | None = None  # (capsules, image) of the last forward
 
     def capsules(self, x: torch.Tensor) -> torch.Tensor:
         """The class capsules (B, classes, class_dim) of images (B, C, H, W)."""
@@ -83,7 +125,52 @@ class CapsNet(nn.Module):
 
     def forward(self, images: dict[str, torch.Tensor], scalars: torch.Tensor | None = None,
                 tracks: torch.Tensor | None = None) -> torch.Tensor:
-        return self.capsules(images[self.image_name]).norm(dim=-1)
+        x = images[self.image_name]  # (B, C, H, W)
+        v = self.capsules(x)  # (B, classes, class_dim)
+        if self.decoder is not None:
+            self._last = (v, x)
+        return v.norm(dim=-1)
+
+    def reconstruct(self, target: torch.Tensor | None = None) -> torch.Tensor:
+        """The decoder's image from the class capsules of the last forward.
+
+        Args:
+            target: the class(es) to decode: integer labels (B,) or one-hot (B, classes); ``None``: each
+                sample's longest capsule.
+
+        Returns:
+            The reconstruction (B, C, H, W), in (0, 1), shaped like the last forward's image.
+
+        Raises:
+            RuntimeError: the net has no decoder, or has not run forward yet.
+        """
+        if self.decoder is None:
+            raise RuntimeError("this capsnet has no decoder; build it with decoder.use: true")
+        if self._last is None:
+            raise RuntimeError("capsnet.reconstruct decodes the class capsules of the last forward; call the net first")
+        v, x = self._last
+        masked = v * class_mask(v, target).unsqueeze(-1)  # (B, classes, class_dim), zero but the chosen ones
+        return self.decoder(masked.flatten(1)).reshape(x.shape)
+
+    def auxiliary_loss(self, target: torch.Tensor) -> torch.Tensor:
+        """The reconstruction loss of the last forward, to add to the training loss.
+
+        ``decoder.weight`` times the per-sample sum of squared errors between the reconstruction and the
+        image, averaged over the batch. In training mode the decoder sees the true class's capsule, in
+        eval mode the longest one (the paper's masking). Without a decoder: a zero.
+
+        Args:
+            target: integer labels (B,) or one-hot (B, classes).
+
+        Returns:
+            A scalar.
+        """
+        if self.decoder is None:
+            return self.weight.new_zeros(())
+        recon = self.reconstruct(target if self.training else None)  # (B, C, H, W)
+        dtype = torch.promote_types(recon.dtype, torch.float32)  # sums of C*H*W terms: not in half precision
+        squared = (recon.to(dtype) - self._last[1].to(dtype)) ** 2
+        return self.cfg.decoder.weight * squared.flatten(1).sum(1).mean()
 
 
 def build_capsnet(spec: InputSpec, cfg: CapsNetParams) -> CapsNet:
