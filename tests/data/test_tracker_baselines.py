@@ -102,3 +102,17 @@ def test_track_counts_get_majority_and_hit_count_baselines(events_file):
     assert set(scores) == {"baseline_majority_accuracy", "baseline_hit_count_accuracy"}
     assert scores["baseline_hit_count_accuracy"] > scores["baseline_majority_accuracy"]
     assert "majority class" in lines[0]
+
+
+def test_largest_cluster_keeps_the_biggest_8_connected_group():
+    from deepscope.data.tracker_baselines import largest_cluster
+
+    hits = np.zeros((3, 1, 5, 8), np.float32)
+    hits[0, 0, [0, 1, 2, 3], [0, 1, 2, 3]] = 1  # a diagonal track: 8-connected, 4 hits
+    hits[0, 0, [0, 0, 1], [6, 7, 7]] = 1        # 3 hits elsewhere
+    hits[1, 0, 2, [1, 5]] = 1                   # two single hits: the first in row-major order wins
+    out = largest_cluster(hits)
+    expected = np.zeros_like(hits)
+    expected[0, 0, [0, 1, 2, 3], [0, 1, 2, 3]] = 1
+    expected[1, 0, 2, 1] = 1
+    np.testing.assert_array_equal(out, expected)  # the empty event stays empty

@@ -147,3 +147,13 @@ def test_the_experiment_folder_points_at_its_runs(phased, capsys):
     with pytest.raises(CheckpointError, match="holds the runs of a phased experiment; give one of them"):
         evaluate(root)
     assert main(["evaluate", str(root / "views-top")]) == 0
+
+
+def test_several_processes_need_an_external_launcher(tmp_path, monkeypatch):
+    for key in ("SLURM_PROCID", "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(key, raising=False)
+    cfg = _config(tmp_path)
+    cfg["train"].update({"accelerator": "cpu", "devices": 2, "strategy": "ddp"})
+    with pytest.raises(ConfigError, match="training on 2 processes needs them started by srun or torchrun"):
+        Experiment(cfg).train()
+    assert not (tmp_path / "runs").exists()

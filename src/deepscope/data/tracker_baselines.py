@@ -14,6 +14,11 @@ Track counts (``target: {branch: n_tracks}``)
     the event's number of hit cells in the layer x column view(s) (every view without one), fitted on
     the training split.
 
+One track's hits (``target: {mask: tracker_track, view: ...}``, clustering)
+    ``all_hits`` (every hit of the event's view: efficiency 1, purity the track's share of the hits) and
+    ``largest_cluster``: the largest 8-connected group of hit cells (scipy.ndimage.label), the cheap
+    clustering a track finder starts from. Nothing is fitted.
+
 Scores are named ``baseline_<who>_<metric>`` with the model's metric names: ``f1`` (the mean of the
 per-column F1, as the model's ``f1``), ``exact_match`` and ``hamming_loss``; ``accuracy`` for counts.
 """
@@ -281,8 +286,47 @@ def tracker_baselines(data_cfg: Any, task: Any, stores: dict[str, Any], indices:
     if not task.is_classification or "train" not in stores or not len(indices.get("train", ())) \
             or "predictions" not in result:
         return {}, []
+    if getattr(data_cfg.target, "mask", None) is not None and targets.ndim == 4:
+        return _cluster_baselines(data_cfg, stores, split, result)
     if data_cfg.target.multi_hot is not None and targets.ndim == 2:
         return _calo_baselines(data_cfg, stores, indices, split, result)
     if data_cfg.target.branch is not None and targets.size == len(targets):
         return _count_baselines(data_cfg, stores, indices, split, result)
     return {}, []
+
+
+def largest_cluster(hits: np.ndarray) -> np.ndarray:
+    """Per event, the largest 8-connected group of hit cells of (N, 1, H, W) images (ties: the group met
+    first in row-major order), as 0/1 images of the same shape."""
+    from scipy import ndimage
+
+    out = np.zeros(hits.shape, np.float32)
+    structure = np.ones((3, 3), bool)
+    for i, image in enumerate(np.asarray(hits)[:, 0] > 0):
+        labels, n = ndimage.label(image, structure=structure)
+        if n:
+            sizes = np.bincount(labels.ravel())[1:]
+            out[i, 0] = labels == 1 + int(np.argmax(sizes))
+    return out
+
+
+def _cluster_baselines(data_cfg: Any, stores: dict[str, Any], split: str,
+                       result: dict[str, np.ndarray]) -> tuple[dict[str, float], list[str]]:
+    from deepscope.metrics import hit_efficiency, hit_purity
+
+    targets = np.asarray(result["targets"])
+    positions = np.asarray(result["index"])
+    view = data_cfg.target.view
+    events = np.concatenate([np.asarray(stores[split].read(positions[i:i + _CHUNK])["images"][view])
+                             for i in range(0, len(positions), _CHUNK)])
+    hits = (events.sum(1, keepdims=True) > 0).astype(np.float32)
+    weights = result.get("sample_weights")
+    scores: dict[str, float] = {}
+    candidates = {"model": np.asarray(result["predictions"]), "all_hits": hits, "largest_cluster": largest_cluster(hits)}
+    parts = []
+    for who, pred in candidates.items():
+        eff, pur = hit_efficiency(pred, targets, weights), hit_purity(pred, targets, weights)
+        if who != "model":
+            scores[f"baseline_{who}_hit_efficiency"], scores[f"baseline_{who}_hit_purity"] = eff, pur
+        parts.append(f"{who.replace('_', ' ')} {eff:.3f} / {pur:.3f}")
+    return scores, ["one track's hits, efficiency / purity: " + " | ".join(parts)]

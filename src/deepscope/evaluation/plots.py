@@ -505,10 +505,11 @@ def clusters_figure(events: np.ndarray, predicted: np.ndarray, true: np.ndarray,
         right[t & p] = (0.1, 0.65, 0.2)
         right[t & ~p] = (0.85, 0.15, 0.15)
         right[p & ~t] = (1.0, 0.6, 0.0)
-        eff = (t & p).sum() / max(t.sum(), 1)
-        pur = (t & p).sum() / max(p.sum(), 1)
-        for ax, img, label in ((axes[i, 0], left, f"event; true track ({int(t.sum())} hits)"),
-                               (axes[i, 1], right, f"generated: efficiency {eff:.2f}, purity {pur:.2f}")):
+        eff = f"{(t & p).sum() / t.sum():.2f}" if t.any() else "-"
+        pur = f"{(t & p).sum() / p.sum():.2f}" if p.any() else "-"
+        truth = f"event; true track ({int(t.sum())} hits)" if t.any() else "event; no track in this view"
+        for ax, img, label in ((axes[i, 0], left, truth),
+                               (axes[i, 1], right, f"generated ({int(p.sum())} hits): efficiency {eff}, purity {pur}")):
             ax.imshow(img, aspect="auto", interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])

@@ -169,6 +169,7 @@ class PhasedFamily(TaskFamily):
         if experiment.data is not None:
             raise ConfigError("phases: a phased experiment reads its data from data.source; in-memory arrays are "
                               "not passed on to its runs")
+        _check_launcher(cfg)
         root = _root(cfg, new_version)
         record: list[dict[str, Any]] = []
         results: dict[str, RunResult] = {}
@@ -204,6 +205,23 @@ class PhasedFamily(TaskFamily):
             _log_summary(record)
         return RunResult(last.run_dir, last.metrics, last.checkpoint, last.epochs, last.resumed, last.global_rank,
                          phases=results)
+
+
+def _check_launcher(cfg: Any) -> None:
+    """Several processes must be started by srun or torchrun: Lightning's own launcher starts the command
+    again in each new process when a trainer first fits, which for phases is the first phase only.
+
+    Raises:
+        ConfigError: several processes asked for without an external launcher.
+    """
+    import os
+
+    from deepscope.training.processes import process_count
+
+    if process_count(cfg.train) > 1 and not any(k in os.environ for k in ("SLURM_PROCID", "TORCHELASTIC_RUN_ID")):
+        raise ConfigError(f"phases: training on {process_count(cfg.train)} processes needs them started by srun or "
+                          "torchrun (docs/distributed.md): Lightning's launcher would start only the first phase in "
+                          "them; or train on one device")
 
 
 def _root(cfg: Any, new_version: bool) -> Path:
