@@ -85,6 +85,14 @@ def test_auc_multiclass_ovr_macro(w, ties):
     assert M.auc(probs, np.eye(3)[labels], w) == pytest.approx(ref, abs=1e-10)
 
 
+@pytest.mark.parametrize("w", WEIGHTS, ids=["unweighted", "weighted"])
+def test_auc_multilabel_is_the_macro_average_over_labels(w):
+    t = (RNG.uniform(size=(N, 4)) < 0.4).astype(float)  # several labels per sample, some none
+    s = RNG.normal(size=(N, 4)) + 1.5 * t
+    ref = skm.roc_auc_score(t, s, average="macro", sample_weight=w)
+    assert M.auc(s, t, w) == pytest.approx(ref, abs=1e-12)
+
+
 def _regression(shape):
     t = RNG.uniform(0.5, 3.0, size=shape)
     p = t + RNG.normal(scale=0.3, size=shape)

@@ -76,14 +76,18 @@ def _binary_auc(score: np.ndarray, positive: np.ndarray, w: np.ndarray) -> float
 
 
 def auc(pred: np.ndarray, target: np.ndarray, weights: np.ndarray | None = None) -> float:
-    """ROC AUC; one-vs-rest macro average over classes for multi-class (sklearn's 'ovr', 'macro')."""
+    """ROC AUC; the macro average over columns for several outputs: one-vs-rest over classes for
+    multi-class (labels (N,) or one-hot (N, K): sklearn's 'ovr', 'macro'), per label for multi-label
+    0/1 targets (N, K) (sklearn's 'macro' on multi-label indicators)."""
     w = _w(weights, len(pred))
     if pred.ndim == 1 or pred.shape[-1] == 1:
         return _binary_auc(pred.reshape(-1), (target.reshape(-1) >= 0.5).astype(float), w)
-    labels = _labels(target) if target.ndim == 1 or target.shape[-1] == pred.shape[-1] else None
+    # (N, K) targets, one-hot or multi-hot, are each column's positives as they are: for a one-hot row
+    # that is the same as its label == k
+    labels = _labels(target) if target.ndim == 1 else None
     scores = []
     for k in range(pred.shape[-1]):
-        positive = (labels == k).astype(float) if labels is not None else target[:, k]
+        positive = (labels == k).astype(float) if labels is not None else (target[:, k] >= 0.5).astype(float)
         scores.append(_binary_auc(pred[:, k], positive, w))
     return float(np.nanmean(scores)) if not np.all(np.isnan(scores)) else float("nan")
 
