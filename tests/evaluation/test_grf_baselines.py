@@ -9,7 +9,7 @@ import pytest
 
 from deepscope.config import load_config
 from deepscope.data.grf_cubes import load_grf_cubes
-from deepscope.evaluation.grf_baselines import FEATURES, grf_baselines, sample_features
+from deepscope.evaluation.grf_baselines import FEATURES, grf_baselines
 
 
 def _stores(tmp_path, slices):
