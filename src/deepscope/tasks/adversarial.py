@@ -18,6 +18,7 @@ from deepscope.tasks.base import TaskFamily
 __all__ = ["AdversarialFamily", "CLUSTER_METRICS"]
 
 CLUSTER_METRICS = ["hit_efficiency", "hit_purity"]
+FIGURE_EVENTS = 6  # events drawn in clusters_<split>.png
 
 
 class AdversarialFamily(TaskFamily):
@@ -89,10 +90,17 @@ class AdversarialFamily(TaskFamily):
 
     def figures(self, cfg: Any, outputs: Any, result: dict[str, Any], figures: Path, split: str,
                 inputs: dict[str, Any] | None = None, read: Any = None) -> None:
+        import numpy as np
+
         from deepscope.evaluation import plots
 
-        if inputs:
-            (name, events), = inputs.items()
-            n = len(events)
-            plots.clusters_figure(events, result["predictions"][:n], result["targets"][:n],
-                                  figures / f"clusters_{split}.png", title=f"{split}: {name}")
+        if read is None:
+            return
+        targets = np.asarray(result["targets"])
+        # the first events with a track in the view (an empty one shows nothing)
+        shown = np.flatnonzero(targets.reshape(len(targets), -1).any(1))[:FIGURE_EVENTS]
+        if not len(shown):
+            return
+        (name, events), = read(shown).items()
+        plots.clusters_figure(events, np.asarray(result["predictions"])[shown], targets[shown],
+                              figures / f"clusters_{split}.png", title=f"{split}: {name}")
