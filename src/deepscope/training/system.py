@@ -63,7 +63,9 @@ class SupervisedSystem(L.LightningModule):
         self._outputs: dict[str, list[tuple[torch.Tensor | None, ...]]] = {}
         self._layer_reg = has_layer_reg(net)  # walking the modules every step costs ~0.5 ms
         # a net's own training-only loss term given the targets (capsnet's reconstruction decoder)
-        self._auxiliary_loss = callable(getattr(net, "auxiliary_loss", None))
+        # a net's auxiliary_loss(target) is added in training steps, unless it says it has none to add
+        self._auxiliary_loss = (callable(getattr(net, "auxiliary_loss", None))
+                                and bool(getattr(net, "uses_auxiliary_loss", True)))
         self._epoch_start = time.perf_counter()
         self.schedule = schedule
         self.channels_last = channels_last

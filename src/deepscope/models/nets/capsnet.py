@@ -112,6 +112,7 @@ class CapsNet(nn.Module):
         self.weight = nn.Parameter(0.01 * torch.randn(n_in, n_out, cfg.class_dim, cfg.primary_dim))
         self.decoder = (_Decoder(n_out * cfg.class_dim, cfg.decoder.units, image.channels * h * w)
                         if cfg.decoder.use else None)
+        self.uses_auxiliary_loss = self.decoder is not None  # the training system adds it only then
         self._last: tuple[torch.Tensor, torch.Tensor] | None = None  # (capsules, image) of the last forward
 
     def capsules(self, x: torch.Tensor) -> torch.Tensor:
