@@ -552,11 +552,13 @@ from deepscope.config.cube_hdf5 import CubeHDF5Data  # noqa: E402  (it builds on
 from deepscope.config.fits import FitsDirsData, RadioCubesData  # noqa: E402  (they build on DataCommon above)
 from deepscope.config.grf import GRFCubesData  # noqa: E402  (it builds on CubeHDF5Data)
 from deepscope.config.hdf5 import HDF5Data  # noqa: E402  (it builds on DataBase above)
+from deepscope.config.registration import RegistrationDemoData, RegistrationHDF5Data  # noqa: E402  (DataCommon)
 from deepscope.config.root import RootData  # noqa: E402  (it builds on DataCommon above)
 from deepscope.config.tracker import TrackDetectorData  # noqa: E402  (it builds on RootData)
 
 DataConfig = Annotated[
     Union[ArraysData, NpzData, DigitsData, AtlasHDF5Data, CalorimeterData, FitsDirsData, RadioCubesData,
-          CubeHDF5Data, HDF5Data, GRFCubesData, RootData, TrackDetectorData],
+          CubeHDF5Data, HDF5Data, GRFCubesData, RootData, TrackDetectorData, RegistrationHDF5Data,
+          RegistrationDemoData],
     Field(discriminator="source"),
 ]
