@@ -212,6 +212,21 @@ class PretrainedModelConfig(StrictModel):
         return self
 
 
+def check_parts_loaded_once(sections: list[tuple[str, PretrainedModelConfig]]) -> None:
+    """Each part is loaded by one pretrained entry at most (``sections``: (key under model, section)).
+
+    Raises:
+        PydanticCustomError: naming both entries of a part loaded twice.
+    """
+    seen: dict[str, str] = {}
+    for key, section in sections:
+        for name in section.layers_to_load if section.use else []:
+            if name in seen:
+                raise fail("pretrained_twice", f"model.{key}.layers_to_load: '{name}' is also loaded by "
+                                               f"model.{seen[name]}; load each part from one run")
+            seen[name] = key
+
+
 def pretrained_sections(model: Any) -> list[tuple[str, PretrainedModelConfig]]:
     """(dotted key, section) of every pretrained-weights section of a model config that is in use:
     ``pretrained_model``, then each entry of ``pretrained`` (architectures that load parts from several

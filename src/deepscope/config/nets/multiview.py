@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from deepscope.config.common import StrictModel, fail
-from deepscope.config.model import CNNConfig, PretrainedModelConfig, TopConfig
+from deepscope.config.model import CNNConfig, PretrainedModelConfig, TopConfig, check_parts_loaded_once
 
 __all__ = ["MultiviewParams"]
 
@@ -37,13 +37,6 @@ class MultiviewParams(StrictModel):
 
     @model_validator(mode="after")
     def _each_part_once(self) -> "MultiviewParams":
-        seen: dict[str, str] = {}
-        sections = [("pretrained_model", self.pretrained_model)] + [
-            (f"pretrained[{i}]", entry) for i, entry in enumerate(self.pretrained)]
-        for key, section in sections:
-            for name in section.layers_to_load if section.use else []:
-                if name in seen:
-                    raise fail("pretrained_twice", f"model.{key}.layers_to_load: '{name}' is also loaded by "
-                                                   f"model.{seen[name]}; load each part from one run")
-                seen[name] = key
+        check_parts_loaded_once([("pretrained_model", self.pretrained_model)] + [
+            (f"pretrained[{i}]", entry) for i, entry in enumerate(self.pretrained)])
         return self
