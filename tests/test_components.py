@@ -66,13 +66,17 @@ def test_loss_meta_of_known_losses():
 
 @pytest.mark.parametrize("name", METRICS.names())
 def test_metric_meta(name):
-    assert METRICS.entry(name).meta["task"] in {"classification", "regression"}
+    assert METRICS.entry(name).meta["task"] in {"classification", "regression", "registration"}
 
 
 def test_metric_tasks():
     classification = {n for n in METRICS.names() if METRICS.entry(n).meta["task"] == "classification"}
     assert classification == {"accuracy", "auc", "precision", "recall", "f1", "exact_match", "hamming_loss",
                               "hit_efficiency", "hit_purity"}
+    registration = {n for n in METRICS.names() if METRICS.entry(n).meta["task"] == "registration"}
+    assert registration == {"vector_distance", "vector_distance_p50", "vector_distance_p90", "vector_distance_p99",
+                            "fold_fraction", "inverse_residual", "registered_psnr", "registered_ssim",
+                            "registered_ncc", "mutual_information", "dice", "iou"}
 
 
 def _tags(annotation, field):

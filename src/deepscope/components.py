@@ -49,6 +49,13 @@ TASKS.declare(
         "combined model with their CNNs frozen, then fine-tuned)",
 )
 
+TASKS.declare(
+    "registration",
+    "deepscope.tasks.registration:RegistrationFamily",
+    doc="image registration (atlalign): (reference, moving) pairs -> registered image, displacement field "
+        "(+ inverse field); a loss per output, registration metrics beside the identity field",
+)
+
 # --- architectures -----------------------------------------------------------------------------
 # params: "module:attr" of the pydantic model of the net's options (its ``architecture`` Literal tells
 # the nets apart in ``model``); the config's union of architectures is built from these entries.
@@ -122,9 +129,33 @@ ARCHITECTURES.declare(
         "(squash, 3 iterations); outputs each class capsule's length, for the margin loss; 2D",
 )
 
+# named_outputs: the net returns several named outputs stacked along the channels (its family splits
+# them), so its width is not checked against the targets'
+_R = "deepscope.config.nets.registration:"
+ARCHITECTURES.declare(
+    "registration_global", _N + "registration:build_registration_global", params=_R + "RegistrationGlobalParams",
+    named_outputs=True, aliases=("global", "stn", "affine"),
+    doc="atlalign's global model (spatial transformer): conv blocks -> dense -> an affine map initialised to the "
+        "identity -> its displacement field -> the warped moving image",
+)
+ARCHITECTURES.declare(
+    "registration_local", _N + "registration:build_registration_local", params=_R + "RegistrationLocalParams",
+    named_outputs=True, aliases=("local", "dvf_unet"),
+    doc="atlalign's local model: a U-Net (LeakyReLU 0.2) predicting a dense displacement field, cropped and padded "
+        "to any size; compute_inv: the inverse field from the same weights on swapped inputs",
+)
+ARCHITECTURES.declare(
+    "registration_merged", _N + "registration:build_registration_merged", params=_R + "RegistrationMergedParams",
+    named_outputs=True, aliases=("merged", "global_local"),
+    doc="global then local registration, their fields composed; each part loadable from an earlier run "
+        "(model.pretrained) and optionally frozen",
+)
+
 # --- data sources --------------------------------------------------------------------------------
 # ``describe``: "module:attr" of a function (data cfg, loss task) -> Description | None that tells the
-# data's shapes without reading its arrays, for the pre-flight checks (deepscope.data.sources.describe)
+# data's shapes without reading its arrays, for the pre-flight checks (deepscope.data.sources.describe);
+# ``baselines``: the cheap baselines scored beside a run's predictions; ``predict``: the writer of
+# ``deepscope predict`` on a folder; ``predict_file``: on an HDF5 file of the source's layout
 SOURCES = Registry("data source")
 SOURCES.declare(
     "arrays",
@@ -231,6 +262,25 @@ SOURCES.declare(
     doc="simulated Gaussian-random-field matter cubes (a GR and a Newtonian cube per seed from the same white "
         "noise, power spectra of slightly different slope) written once as a cube_hdf5 file and read from it",
 )
+SOURCES.declare(
+    "registration_hdf5",
+    "deepscope.data.registration:load_registration_hdf5",
+    describe="deepscope.data.registration:describe_registration_hdf5",
+    baselines="deepscope.registration.baselines:identity_baselines",
+    predict_file="deepscope.registration.predict:predict_registration_file",
+    doc="atlalign's supervised-registration HDF5 file (img, deltas_xy, inv_deltas_xy, p, dataset_id) and a "
+        "reference volume: pairs {reference, moving} (1, H, W) in [0, 1], targets registered, dx, dy "
+        "(+ inverse, + labels) in pixels",
+)
+SOURCES.declare(
+    "registration_demo",
+    "deepscope.data.registration:load_registration_demo",
+    describe="deepscope.data.registration:describe_registration_demo",
+    baselines="deepscope.registration.baselines:identity_baselines",
+    predict_file="deepscope.registration.predict:predict_registration_file",
+    doc="a synthetic brain-like reference volume with labels and moving sections warped by random affine or "
+        "elastic fields with exact inverses, written once in atlalign's layout and read as registration_hdf5",
+)
 
 # --- losses ----------------------------------------------------------------------------------------
 # meta: output = what the model's output must be ("values", "logits" or "probs");
@@ -282,6 +332,40 @@ LOSSES.declare("sparse_categorical_crossentropy", _L + "categorical_crossentropy
                aliases=("sparse_categorical_cross_entropy", "scce"),
                output="probs", task="multiclass",
                doc="Keras sparse categorical cross entropy on probabilities; integer targets")
+
+# registration (atlalign): registration = "image" (also usable on fields, as atlalign allows) or "field"
+# (displacement fields only); uses_target False: a regulariser of the prediction alone
+_RL = "deepscope.registration.losses:"
+for _w in (5, 9, 12, 20):
+    LOSSES.declare(f"ncc_{_w}", _RL + f"ncc_{_w}", output="values", task="regression", registration="image",
+                   dense=True, doc=f"1 - local normalised cross-correlation in {_w}^nd windows (atlalign's ncc_{_w})")
+LOSSES.declare("ncc", _RL + "ncc", aliases=("local_ncc",), output="values", task="regression", registration="image",
+               dense=True, doc="1 - local normalised cross-correlation (config: window, default 9)")
+LOSSES.declare("pearson", _RL + "pearson", aliases=("pearson_correlation",), output="values", task="regression",
+               registration="image", doc="1 - Pearson correlation of each sample's pred and target")
+LOSSES.declare("psnr", _RL + "psnr", aliases=("psnr_loss",), output="values", task="regression",
+               registration="image", doc="-PSNR in dB (data range 1)")
+LOSSES.declare("perceptual", _RL + "perceptual", aliases=("perceptual_loss", "lpips"), output="values",
+               task="regression", registration="image", dense=True,
+               doc="LPIPS-style distance of unit-normalised features of a network you supply (config: run = a "
+                   "deepscope run folder or checkpoint, layers = its first conv layers used); nothing downloaded")
+LOSSES.declare("vector_distance", _RL + "vector_distance", aliases=("vd",), output="values", task="regression",
+               registration="field", doc="mean over pixels of sqrt(|pred - target|^2 + 1e-3) of displacement fields")
+LOSSES.declare("vdclip", _RL + "vdclip", aliases=("clipped_vector_distance",), output="values", task="regression",
+               registration="field", doc="(vector_distance / threshold) ** power (config: threshold 20, power 2)")
+LOSSES.declare("vdclip2", _RL + "vdclip2", output="values", task="regression", registration="field",
+               doc="(vector_distance / 20) ** 2")
+LOSSES.declare("vdclip3", _RL + "vdclip3", output="values", task="regression", registration="field",
+               doc="(vector_distance / 20) ** 3")
+LOSSES.declare("grad", _RL + "grad", aliases=("smoothness", "gradient_loss"), output="values", task="regression",
+               registration="field", uses_target=False, dense=True,
+               doc="smoothness of the predicted field: mean squared finite differences, summed over axes")
+LOSSES.declare("jacobian", _RL + "jacobian", aliases=("fold_penalty",), output="values", task="regression",
+               registration="field", uses_target=False, dense=True,
+               doc="mean of relu(-det J) of the predicted field: 0 when nothing folds")
+LOSSES.declare("dvf2img", _RL + "dvf2img", aliases=("dvf_to_image",), output="values", task="regression",
+               registration="field", dense=True,
+               doc="an image loss on the field's channels divided by scale (config: loss ncc_9, scale 10)")
 
 # --- metrics ---------------------------------------------------------------------------------------
 METRICS = Registry("metric")
@@ -341,6 +425,25 @@ METRICS.declare("hit_purity", _M + "hit_purity", aliases=("purity",), task="clas
                 dense=True,
                 doc="clustering: per sample the fraction of the predicted hits that are the track's, averaged over "
                     "samples with a prediction")
+
+# registration metrics: fn(outputs, targets) -> (B,) on named parts (deepscope.registration.task)
+_RM = "deepscope.registration.metrics:"
+for _name, _attr, _doc in (
+        ("vector_distance", "vector_distance", "mean |predicted - true field| per pixel (px)"),
+        ("vector_distance_p50", "vector_distance_p50", "median per-pixel vector distance (px)"),
+        ("vector_distance_p90", "vector_distance_p90", "90th percentile of the per-pixel vector distance (px)"),
+        ("vector_distance_p99", "vector_distance_p99", "99th percentile of the per-pixel vector distance (px)"),
+        ("fold_fraction", "fold_fraction", "fraction of pixels where the predicted field folds (det J <= 0)"),
+        ("inverse_residual", "inverse_residual", "mean |inv(p) + fwd(p + inv(p))| of the predicted fields (px)"),
+        ("registered_psnr", "psnr", "PSNR of the registered image against the reference (dB)"),
+        ("registered_ssim", "ssim", "SSIM of the registered image against the reference"),
+        ("registered_ncc", "ncc", "normalised cross-correlation of the registered image and the reference"),
+        ("mutual_information", "mutual_information", "mutual information of the registered image and the "
+                                                     "reference (32 bins, nats)"),
+        ("dice", "dice", "Dice of the moving labels warped by the predicted field vs the reference labels, mean "
+                         "over structures"),
+        ("iou", "iou", "IoU (Jaccard) of the warped moving labels vs the reference labels, mean over structures")):
+    METRICS.declare(_name, _RM + _attr, task="registration", doc=_doc)
 
 # --- optimizers --------------------------------------------------------------------------------------
 OPTIMIZERS = Registry("optimizer")

@@ -75,7 +75,8 @@ _KEYED = re.compile(r"(name|seed|data|model|train|log)[.:\[]")  # a line that st
 
 # what each config key holding a component builds (the key is the field's name)
 COMPONENT_FIELDS = {
-    "activation": "activation", "final_activation": "activation", "initialization": "initializer",
+    "activation": "activation", "final_activation": "activation", "dense_activation": "activation",
+    "initialization": "initializer",
     "normalization": "normalization", "kernel_regularizer": "regularizer", "bias_regularizer": "regularizer",
     "activity_regularizer": "regularizer", "kernel_constraint": "constraint", "bias_constraint": "constraint",
     "loss": "loss", "optimizer": "optimizer",
@@ -176,6 +177,9 @@ def components(cfg: Any) -> list[tuple[str, Component]]:
         elif isinstance(node, (list, tuple)):
             for i, item in enumerate(node):
                 walk(item, f"{path}[{i}]")
+        elif isinstance(node, dict) and path == "train.loss":  # a loss per named output
+            for output, item in node.items():
+                walk(item, f"{path}.{output}")
 
     walk(cfg.model, "model")
     walk(cfg.train, "train")
@@ -200,6 +204,8 @@ def _describe(cfg: Any) -> Any:
 
 
 def _field(path: str) -> str:
+    if path.startswith("train.loss.") or path.startswith("train.loss["):
+        return "loss"  # a term of a weighted sum, or the loss of a named output
     return re.sub(r"\[\d+\]$", "", path.rsplit(".", 1)[-1])
 
 

@@ -85,6 +85,10 @@ def check_task_family(cfg: ExperimentConfig) -> list[str]:
         family = family_for(cfg)
     except ConfigError as exc:
         return [str(exc)]
+    if isinstance(cfg.train.loss, dict) and not family.output_losses:
+        return [f"train.loss: a loss per named output ({', '.join(cfg.train.loss)}) is for models with named "
+                f"outputs (the registration family); the {family.name} family trains one output: give one loss, "
+                "or a weighted sum [{name: l1, weight: 1}, ...]"]
     return family.check_config(cfg)
 
 
@@ -105,6 +109,20 @@ def _loss_meta(cfg: ExperimentConfig) -> dict[str, Any]:
 
 
 def check_metrics_match_loss(cfg: ExperimentConfig) -> str | None:
+    from deepscope.errors import ConfigError
+    from deepscope.tasks import family_for
+
+    try:
+        own = family_for(cfg).metrics_task
+    except ConfigError:
+        own = None  # reported by check_task_family
+    if own is not None:
+        wrong = [m for m in cfg.train.metrics if METRICS.entry(m).meta["task"] != own]
+        if wrong:
+            options = [name for name in METRICS.names() if METRICS.entry(name).meta["task"] == own]
+            return (f"train.metrics: {', '.join(wrong)} {'is not a' if len(wrong) == 1 else 'are not'} {own} "
+                    f"metric{'' if len(wrong) == 1 else 's'} (the {own} metrics: {', '.join(options)})")
+        return None
     task = _loss_meta(cfg)["task"]
     family = "regression" if task == "regression" else "classification"
     wrong = [m for m in cfg.train.metrics if METRICS.entry(m).meta["task"] != family]

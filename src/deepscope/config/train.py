@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import (BeforeValidator, Discriminator, Field, NonNegativeInt, PositiveFloat, PositiveInt, Tag,
-                      model_validator)
+from pydantic import (BeforeValidator, Discriminator, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat,
+                      PositiveInt, Tag, model_validator)
 
 from deepscope.components import LOSSES, METRICS, OPTIMIZERS, SCHEDULES
 from deepscope.config.common import Component, StrictModel, component, fail, registry_name
@@ -48,11 +48,51 @@ class LossTerm(StrictModel):
         return Component(class_name=self.name, config=self.config)
 
 
-# one loss ("mse" or {class_name, config}), or a weighted sum of several (a list of LossTerm)
-LossSpec = Annotated[
+def _mixer(value: Any) -> Any:
+    """atlalign's mixer: ``"a&b"`` is the mean of the losses a and b (a weighted sum of weight 1/n each)."""
+    if isinstance(value, str) and "&" in value:
+        names = [part.strip() for part in value.split("&")]
+        if not all(names):
+            raise fail("loss_mixer", f"found '{value}'; a mixer names two or more losses joined by '&' (ncc_9&vdclip2)")
+        return [{"name": name, "weight": 1.0 / len(names)} for name in names]
+    return value
+
+
+# one loss ("mse", {class_name, config} or the mixer "a&b"), or a weighted sum of several (a list of LossTerm)
+OneLossSpec = Annotated[
     Annotated[Loss, Tag("one")] | Annotated[list[LossTerm], Tag("sum")],
     Discriminator(lambda v: "sum" if isinstance(v, list) else "one"),
+    BeforeValidator(_mixer),
 ]
+
+
+def _loss_form(value: Any) -> str:
+    if isinstance(value, list):
+        return "sum"
+    if isinstance(value, dict) and "class_name" not in value:
+        return "outputs"
+    return "one"
+
+
+# ... or, for a family whose model has named outputs (registration), a mapping output -> one of those
+LossSpec = Annotated[
+    Annotated[Loss, Tag("one")] | Annotated[list[LossTerm], Tag("sum")]
+    | Annotated[dict[str, OneLossSpec], Tag("outputs")],
+    Discriminator(_loss_form),
+    BeforeValidator(_mixer),
+]
+
+
+def _terms(loss: Any) -> list[tuple[Component, float]]:
+    if isinstance(loss, list):
+        return [(t.component(), t.weight) for t in loss]
+    return [(loss, 1.0)]
+
+
+def _label(loss: Any) -> str:
+    if isinstance(loss, list):
+        return " + ".join(f"{t.weight:g}*{t.name}" for t in loss)
+    return loss.class_name
 
 
 class EarlyStoppingConfig(StrictModel):
@@ -153,8 +193,13 @@ class TrainConfig(StrictModel):
 
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 32
-    loss: LossSpec = Field("mse", description="a loss name (or {class_name, config}), or a weighted sum: "
-                                               "[{name: l1, weight: 1}, {name: ssim, weight: 0.5}]")
+    loss: LossSpec = Field("mse", description="a loss name (or {class_name, config}), a weighted sum: "
+                                               "[{name: l1, weight: 1}, {name: ssim, weight: 0.5}], the mean "
+                                               "'a&b', or per named output of the model (registration): "
+                                               "{registered: ncc_9, field: vdclip2}")
+    loss_weights: dict[str, NonNegativeFloat] | None = Field(
+        None, description="with a loss per named output: each output's weight in the total (1 when left out); "
+                          "atlalign's losses_weights")
     metrics: list[MetricName] = Field(
         default_factory=list, description="metrics logged per epoch and in the final scores; empty: the task "
                                           "family's defaults (psnr and ssim for image targets, none otherwise)")
@@ -219,14 +264,32 @@ class TrainConfig(StrictModel):
 
     @model_validator(mode="after")
     def _loss_terms_agree(self) -> "TrainConfig":
-        if isinstance(self.loss, list):
-            if not self.loss:
-                raise fail("loss_empty", "loss: the list of loss terms is empty; give at least one")
-            kinds = {(LOSSES.entry(t.name).meta["task"], LOSSES.entry(t.name).meta["output"]) for t in self.loss}
+        per_output = self.loss if isinstance(self.loss, dict) else {"": self.loss}
+        if isinstance(self.loss, dict) and not self.loss:
+            raise fail("loss_empty", "loss: the mapping of losses per output is empty; name at least one output")
+        for output, loss in per_output.items():
+            where = f"loss.{output}" if output else "loss"
+            if not isinstance(loss, list):
+                continue
+            if not loss:
+                raise fail("loss_empty", f"{where}: the list of loss terms is empty; give at least one")
+            kinds = {(LOSSES.entry(t.name).meta["task"], LOSSES.entry(t.name).meta["output"]) for t in loss}
             if len(kinds) > 1:
                 names = ", ".join(f"{t.name} ({LOSSES.entry(t.name).meta['task']} on "
-                                  f"{LOSSES.entry(t.name).meta['output']})" for t in self.loss)
-                raise fail("loss_mixed", f"loss: the terms of a weighted sum must expect the same output; found {names}")
+                                  f"{LOSSES.entry(t.name).meta['output']})" for t in loss)
+                raise fail("loss_mixed", f"{where}: the terms of a weighted sum must expect the same output; "
+                                         f"found {names}")
+        if self.loss_weights is not None:
+            if not isinstance(self.loss, dict):
+                raise fail("loss_weights", "loss_weights: weighs the losses of named outputs; give train.loss as a "
+                                           "mapping output -> loss ({registered: ncc_9, field: vdclip2}), or remove it")
+            from deepscope.errors import did_you_mean
+
+            for output in self.loss_weights:
+                if output not in self.loss:
+                    raise fail("loss_weights", f"loss_weights: no loss for output '{output}'"
+                                               f"{did_you_mean(output, list(self.loss))} (train.loss names: "
+                                               f"{', '.join(self.loss)})")
         return self
 
     @model_validator(mode="after")
@@ -242,10 +305,27 @@ class TrainConfig(StrictModel):
 
     @property
     def loss_terms(self) -> list[tuple[Component, float]]:
-        """The loss as (component, weight) terms: one term of weight 1 for a single loss."""
-        if isinstance(self.loss, list):
-            return [(t.component(), t.weight) for t in self.loss]
-        return [(self.loss, 1.0)]
+        """The loss as (component, weight) terms: one term of weight 1 for a single loss; with a loss per
+        output, every output's terms (weights times the output's weight)."""
+        if isinstance(self.loss, dict):
+            return [(spec, weight * w) for output, w in self.output_weights.items()
+                    for spec, weight in _terms(self.loss[output])]
+        return _terms(self.loss)
+
+    @property
+    def output_losses(self) -> dict[str, list[tuple[Component, float]]]:
+        """With a loss per named output: output -> its (component, weight) terms; else empty."""
+        if not isinstance(self.loss, dict):
+            return {}
+        return {output: _terms(loss) for output, loss in self.loss.items()}
+
+    @property
+    def output_weights(self) -> dict[str, float]:
+        """With a loss per named output: output -> its weight (``loss_weights``, 1 when left out)."""
+        if not isinstance(self.loss, dict):
+            return {}
+        given = self.loss_weights or {}
+        return {output: float(given.get(output, 1.0)) for output in self.loss}
 
     @property
     def loss_name(self) -> str:
@@ -255,6 +335,6 @@ class TrainConfig(StrictModel):
     @property
     def loss_label(self) -> str:
         """The loss as users wrote it, for messages: 'mse' or '1*l1 + 0.5*ssim'."""
-        if isinstance(self.loss, list):
-            return " + ".join(f"{t.weight:g}*{t.name}" for t in self.loss)
-        return self.loss.class_name
+        if isinstance(self.loss, dict):
+            return "; ".join(f"{output}: {_label(loss)}" for output, loss in self.loss.items())
+        return _label(self.loss)

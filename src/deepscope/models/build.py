@@ -31,7 +31,7 @@ def build_model(model_cfg: object, spec: InputSpec, loss_name: str | None = None
         model = build(spec, model_cfg, task=LOSSES.entry(loss_name).meta["task"])
     else:
         model = build(spec, model_cfg)
-    if loss_name is not None:
+    if loss_name is not None and not ARCHITECTURES.entry(model_cfg.architecture).meta.get("named_outputs"):  # type: ignore[attr-defined]
         check_output(model, spec, loss_name, "model.top.units" if hasattr(model_cfg, "top") else "model.out_channels")
     return model
 

@@ -73,7 +73,7 @@ class AdversarialFamily(TaskFamily):
 
         return SupervisedFamily().outputs(cfg, spec, standardizer)
 
-    def loss(self, cfg: Any) -> Any:
+    def loss(self, cfg: Any, outputs: Any = None) -> Any:
         from deepscope.losses import make_loss
 
         return make_loss(cfg.train.loss_terms[0][0])

@@ -26,6 +26,12 @@ class TaskFamily:
     #: wraps another (``phased`` runs supervised phases; ``adversarial`` trains with a reconstruction
     #: loss that ``supervised`` would claim too) claims above it
     priority: ClassVar[int] = 0
+    #: whether the family's models have named outputs, each with its own loss (``train.loss`` as a mapping
+    #: output -> loss, ``train.loss_weights``): registration's registered image, field and inverse field
+    output_losses: ClassVar[bool] = False
+    #: the ``task`` of the metrics the family scores (``METRICS`` meta), when it has its own kind of metric;
+    #: None: the loss's (regression or classification metrics)
+    metrics_task: ClassVar[str | None] = None
 
     @classmethod
     def claims(cls, cfg: Any) -> bool:
@@ -62,8 +68,9 @@ class TaskFamily:
         """What the net's raw output means: shaping, predictions in data units, scoring."""
         raise NotImplementedError(f"task family '{self.name}' does not define its outputs")
 
-    def loss(self, cfg: Any) -> Any:
-        """The per-sample training loss ``(pred, target) -> (B,)``."""
+    def loss(self, cfg: Any, outputs: Any = None) -> Any:
+        """The per-sample training loss ``(pred, target) -> (B,)``; ``outputs`` (from :meth:`outputs`) for a
+        family whose loss reads the data's layout (registration's named outputs)."""
         raise NotImplementedError(f"task family '{self.name}' does not define its loss")
 
     def system(self, cfg: Any, net: Any, outputs: Any, loss: Any, **options: Any) -> Any:

@@ -115,7 +115,7 @@ class SupervisedFamily(TaskFamily):
         return Task(cfg.train.loss_name, spec, list(cfg.train.metrics), standardizer.target_stats,
                     thresholds=_thresholds(cfg.train.thresholds, spec))
 
-    def loss(self, cfg: Any) -> Any:
+    def loss(self, cfg: Any, outputs: Any = None) -> Any:
         from deepscope.losses import make_loss, make_weighted_loss
 
         terms = cfg.train.loss_terms

@@ -197,7 +197,7 @@ class Experiment:
         if channels_last:
             convert_channels_last(net)
         task = family.outputs(cfg, spec, prepared.standardizer)
-        loss = family.loss(cfg)
+        loss = family.loss(cfg, task)
         processes = process_count(cfg.train)
         train_loader = _loader(prepared, "train", cfg, shuffle=True, processes=processes)
         val_loader = _loader(prepared, "val", cfg, shuffle=False, processes=processes) \
@@ -457,7 +457,7 @@ def evaluate(run_dir: str | Path, split: str = "test", data: Any = None,
                         f"(it has {', '.join(prepared.indices)})")
     result = predict_store(loaded.net, loaded.task, prepared.stores[split], prepared.indices[split],
                            loaded.standardizer, batch_size=_eval_batch_size(cfg, loaded.spec),
-                           loss=family_for(cfg).loss(cfg))
+                           loss=family_for(cfg).loss(cfg, loaded.task))
     metrics = score(loaded.task, result)
     metrics.update(_baselines(cfg, loaded.task, prepared.stores, prepared.indices, split, result))
     metrics = {"samples": float(len(result["index"])), **metrics}
@@ -478,6 +478,15 @@ def predict(run_dir: str | Path, input_path: str | Path, output_path: str | Path
     """
     quiet_lightning()
     loaded = _load_run(run_dir, checkpoint, overrides)
+    predict_file = _source_meta(loaded.cfg).get("predict_file")
+    if predict_file and Path(input_path).suffix.lower() in (".h5", ".hdf5", ".hdf"):
+        import importlib
+
+        module, _, attr = predict_file.partition(":")
+        weights = Path(checkpoint) if checkpoint else loaded.run.weights_for_evaluation(
+            loaded.cfg.train.restore_best_weights)
+        return getattr(importlib.import_module(module), attr)(
+            loaded, Path(input_path), Path(output_path), _eval_batch_size(loaded.cfg, loaded.spec), weights)
     if Path(input_path).is_dir():
         return _predict_folder(loaded, Path(input_path), Path(output_path), checkpoint)
     store = read_npz_set(input_path, channels or loaded.cfg.data.channels, require_targets=False)
@@ -487,9 +496,15 @@ def predict(run_dir: str | Path, input_path: str | Path, output_path: str | Path
     if loaded.spec.target_kind == "label" and store.targets is not None and not np.issubdtype(store.targets.dtype, np.integer):
         store.targets = store.targets.astype(np.int64)
     result = predict_store(loaded.net, loaded.task, store, np.arange(len(store)), loaded.standardizer,
-                           batch_size=_eval_batch_size(loaded.cfg, loaded.spec), loss=family_for(loaded.cfg).loss(loaded.cfg))
+                           batch_size=_eval_batch_size(loaded.cfg, loaded.spec), loss=family_for(loaded.cfg).loss(loaded.cfg, loaded.task))
     save_predictions(result, Path(output_path))
     return result
+
+
+def _source_meta(cfg: ExperimentConfig) -> dict[str, Any]:
+    from deepscope.components import SOURCES
+
+    return SOURCES.entry(cfg.data.source).meta
 
 
 def _predict_folder(loaded: _Loaded, input_dir: Path, output_dir: Path,

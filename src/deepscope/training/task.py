@@ -16,7 +16,8 @@ from deepscope.data.spec import InputSpec
 
 __all__ = ["Task", "MAXIMIZED_METRICS", "monitor_mode", "softmax_default_threshold"]
 
-MAXIMIZED_METRICS = {"accuracy", "auc", "r2", "psnr", "ssim", "precision", "recall", "f1", "within_10_percent"}
+MAXIMIZED_METRICS = {"accuracy", "auc", "r2", "psnr", "ssim", "precision", "recall", "f1", "within_10_percent",
+                     "registered_psnr", "registered_ssim", "registered_ncc", "mutual_information", "dice", "iou"}
 
 
 def monitor_mode(monitor: str) -> str:
