@@ -27,6 +27,10 @@ from deepscope.config.fits import FitsDirsData, RadioBeam, RadioCubesData
 from deepscope.config.grf import GRFCubesData
 from deepscope.config.hdf5 import HDF5Data
 from deepscope.config.root import RootAxis, RootData, RootTarget, RootView
+from deepscope.config.nets.registration import (RegistrationGlobalParams, RegistrationLocalParams,
+                                                RegistrationMergedParams)
+from deepscope.config.registration import (IntensityAugment, RegistrationDemoData, RegistrationHDF5Data,
+                                           RegistrationHoldout)
 from deepscope.config.tracker import TrackDetectorData
 from deepscope.config.log import LogConfig, MLflowConfig, WeightSnapshotsConfig
 from deepscope.config.model import (CNNConfig, CombinedParams, DropBlockConfig, FiLMGenConfig, GateNetConfig,
@@ -78,6 +82,12 @@ TABLES: list[tuple[str, type[BaseModel], tuple[str, ...]]] = [
     ("`data.slices` (`cube_hdf5`)", CubeSlices, ()),
     ("`data` with `source: grf_cubes` (and every `cube_hdf5` key)", GRFCubesData,
      tuple(k for k in CubeHDF5Data.model_fields if k not in ("source", "path"))),
+    ("`data` with `source: registration_hdf5`", RegistrationHDF5Data, tuple(DataCommon.model_fields)),
+    ("`data.holdout` (`registration_hdf5`, `registration_demo`)", RegistrationHoldout, ()),
+    ("`data.augment_reference` and `data.augment_moving` (`registration_hdf5`, `registration_demo`)",
+     IntensityAugment, ()),
+    ("`data` with `source: registration_demo` (and every `registration_hdf5` key but `reference`)",
+     RegistrationDemoData, tuple(k for k in RegistrationHDF5Data.model_fields if k not in ("source", "path"))),
     ("`data.split`", SplitConfig, ()),
     ("`data.standardize`", StandardizeConfig, ()),
     ("`data.augment`", AugmentConfig, ()),
@@ -106,6 +116,9 @@ TABLES: list[tuple[str, type[BaseModel], tuple[str, ...]]] = [
     ("`model` with `architecture: raccoon`", RaccoonParams, ()),
     ("`model` with `architecture: penguin`", PenguinParams, ()),
     ("`model` with `architecture: multiview`", MultiviewParams, ()),
+    ("`model` with `architecture: registration_global`", RegistrationGlobalParams, ()),
+    ("`model` with `architecture: registration_local`", RegistrationLocalParams, ()),
+    ("`model` with `architecture: registration_merged`", RegistrationMergedParams, ()),
     ("`phases`: each entry", PhaseConfig, ()),
     ("`model` with `architecture: capsnet`", CapsNetParams, ()),
     ("`model.decoder` (`capsnet`)", CapsNetDecoderConfig, ()),
@@ -122,6 +135,18 @@ TABLES: list[tuple[str, type[BaseModel], tuple[str, ...]]] = [
 ]
 
 MEANINGS: dict[str, str] = {
+    "RegistrationHDF5Data.source": "`registration_hdf5`: atlalign's registration file (`img`, `deltas_xy`, "
+                                   "`inv_deltas_xy`, `p`, `image_id`, `dataset_id`) and a reference volume; see "
+                                   "[Registration](registration.md).",
+    "RegistrationDemoData.source": "`registration_demo`: a synthetic brain-like reference volume with labelled "
+                                   "structures and moving sections warped from it, written once in atlalign's "
+                                   "layout and read as `registration_hdf5`.",
+    "RegistrationGlobalParams.architecture": "`registration_global` (aliases `global`, `stn`, `affine`): atlalign's "
+                                             "global model; see [Registration](registration.md).",
+    "RegistrationLocalParams.architecture": "`registration_local` (aliases `local`, `dvf_unet`): atlalign's local "
+                                            "U-Net predicting a dense field.",
+    "RegistrationMergedParams.architecture": "`registration_merged` (aliases `merged`, `global_local`): global then "
+                                             "local, fields composed.",
     "ExperimentConfig.name": "Run folder name: the run lives in `<log.dir>/<name>/`. Training the same name again "
                              "resumes it. Letters, digits, `.`, `_`, `-`; at most 120 characters.",
     "ExperimentConfig.seed": "Seeds Python, NumPy and torch, the split shuffle and the per-epoch batch order.",

@@ -121,6 +121,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from deepscope.export import save_model
+
+    written = save_model(args.run, args.output, separate=args.separate, checkpoint=args.checkpoint,
+                         overwrite=args.force)
+    print("wrote " + " and ".join(str(p) for p in written))
+    return 0
+
+
 def cmd_simulate_grf(args: argparse.Namespace) -> int:
     """Write RACCOON/PENGUIN's HDF5 cube file of Gaussian-random-field cubes: the file the ``grf_cubes``
     source writes with the same settings (docs/grf-simulator.md)."""
@@ -236,13 +245,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", parents=[sub_common, overrides], help="apply a run's model to new data")
     p.add_argument("run", help="run folder (runs/<name>)")
     p.add_argument("--input", required=True, help=".npz with images/<name>, scalars, tracks (targets optional), "
-                                                  "or a folder of files in the run's source format (FITS cubes)")
+                                                  "a folder of files in the run's source format (FITS cubes), or an "
+                                                  "HDF5 file in the source's layout (registration: atlalign's)")
     p.add_argument("--output", required=True, help="where to write the predictions (.npz; a folder for a folder "
                                                    "input: one FITS cube per input cube, or a parameters CSV)")
     p.add_argument("--channels", choices=("last", "first"), help="image layout in --input (default: the run's)")
     p.add_argument("--checkpoint", help="checkpoint file (default: best.ckpt, or last.ckpt when "
                                         "train.restore_best_weights is false)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", parents=[sub_common],
+                       help="write a run's trained net: architecture and weights in one .pt, or apart")
+    p.add_argument("run", help="run folder (runs/<name>)")
+    p.add_argument("output", help="path without extension: <output>.pt, or <output>.yaml + <output>.weights.pt")
+    p.add_argument("--separate", action="store_true", help="architecture (.yaml) and weights (.weights.pt) apart")
+    p.add_argument("--checkpoint", help="checkpoint file (default: best.ckpt, or last.ckpt when "
+                                        "train.restore_best_weights is false)")
+    p.add_argument("--force", action="store_true", help="replace files that exist")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("simulate", parents=[sub_common], help="write a simulated data file")
     simulators = p.add_subparsers(dest="simulator", metavar="SIMULATOR", required=True)

@@ -58,6 +58,8 @@ def test_a_registration_model_picks_the_family(tmp_path):
     ({"loss": {"registered": "mse"}, "metrics": ["accuracy"]}, "train.metrics: accuracy is not a registration metric"),
     ({"loss": {"registered": "mse"}, "loss_weights": {"feild": 1.0}}, "loss_weights: no loss for output 'feild'"),
     ({"loss": {"registered": "ncc_9&nope"}}, "unknown loss 'nope'"),
+    ({"loss": {"registered": "mse"}, "monitor": "train_dice"}, "train.monitor: 'train_dice' is scored on the "
+                                                               "validation split only"),
 ])
 def test_bad_registration_configs_name_the_key(tmp_path, train, expected):
     with pytest.raises(ConfigError) as err:
@@ -139,6 +141,9 @@ def test_a_global_run_is_scored_beside_the_identity_field(global_run):
     assert metrics["identity_fold_fraction"] == 0.0
     for figure in ("registration_test.png", "deformation_test.png", "jacobian_test.png"):
         assert (result.run_dir / "figures" / figure).stat().st_size > 1000
+    header = (result.run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"train_vector_distance", "train_fold_fraction", "val_dice", "val_vector_distance_p90"} <= set(header)
+    assert "train_dice" not in header and "train_registered_ssim" not in header  # validation only
     again = evaluate(result.run_dir, "test")
     assert again["vector_distance"] == pytest.approx(metrics["vector_distance"], rel=1e-5)
 
@@ -187,3 +192,37 @@ def test_a_merged_run_loads_and_freezes_the_global_part(global_run):
         assert torch.equal(trained[key], value), key
     metrics = json.loads((result.run_dir / "final_metrics.json").read_text())["test"]
     assert np.isfinite(metrics["inverse_residual"]) and np.isfinite(metrics["identity_inverse_residual"])
+
+
+# --- save_model: architecture and weights together or apart -------------------------------------------------
+
+
+@pytest.mark.parametrize("separate", [False, True])
+def test_an_exported_model_gives_the_runs_outputs(global_run, tmp_path, separate):
+    from deepscope.data.prepare import prepare_data
+    from deepscope.export import load_model, save_model
+    from deepscope.training.experiment import _load_run
+
+    _, result = global_run
+    written = save_model(result.run_dir, tmp_path / "model", separate=separate)
+    assert [p.name for p in written] == (["model.yaml", "model.weights.pt"] if separate else ["model.pt"])
+    net = load_model(written[0])
+    run = _load_run(result.run_dir)
+    batch = prepare_data(run.cfg).stores["test"].read(np.arange(3))
+    images = {k: torch.from_numpy(v) for k, v in batch["images"].items()}
+    with torch.no_grad():
+        assert torch.equal(net(images=images), run.net.eval()(images=images))
+    with pytest.raises(Exception, match="exist"):
+        save_model(result.run_dir, tmp_path / "model", separate=separate)  # kept, not overwritten
+    if separate:
+        with pytest.raises(Exception, match="holds weights without an architecture"):
+            load_model(written[1])
+
+
+def test_export_from_the_cli(global_run, tmp_path):
+    from deepscope.cli import main
+
+    _, result = global_run
+    assert main(["export", str(result.run_dir), str(tmp_path / "m")]) == 0
+    assert (tmp_path / "m.pt").is_file()
+    assert main(["export", str(tmp_path / "no-run"), str(tmp_path / "x")]) == 2

@@ -53,7 +53,7 @@ class RegistrationHoldout(StrictModel):
     val: float = Field(0.15, ge=0.0, lt=1.0, description="fraction held out for validation (0: no val set)")
     test: float = Field(0.15, ge=0.0, lt=1.0, description="fraction held out for testing (0: no test set)")
     shuffle: bool = Field(True, description="draw the held-out samples (or groups) after a shuffle seeded by the "
-                                            "run's seed; false: the last ones in file order")
+                                            "data.seed; false: the last ones in file order")
 
     @model_validator(mode="after")
     def _leaves_training(self) -> "RegistrationHoldout":

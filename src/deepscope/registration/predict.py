@@ -104,6 +104,7 @@ def predict_registration_file(loaded: Any, input_path: Path, output_path: Path, 
             for name, value in layout.outputs(out).items():
                 parts[name].append(value.float().numpy())
     result = {name: np.concatenate(values) for name, values in parts.items()}
+    result["index"] = np.arange(n)
     if "deltas_xy" in raw:
         truth = np.moveaxis(raw["deltas_xy"], -1, 1)
         result["vector_distance"] = np.sqrt(((result["field"] - truth) ** 2).sum(1)).reshape(n, -1).mean(1)

@@ -21,6 +21,7 @@ import torch
 from deepscope.components import LOSSES, METRICS
 from deepscope.config.common import Component
 from deepscope.data.spec import InputSpec
+from deepscope.tasks.registration import CHEAP_METRICS
 
 __all__ = ["AXES", "Layout", "RegistrationLoss", "RegistrationOutputs", "field_names"]
 
@@ -144,6 +145,9 @@ class RegistrationOutputs:
     spec: InputSpec
     layout: Layout
     metrics: list[str] = field(default_factory=list)
+    #: the metrics scored on every training batch (``train_<metric>``): the cheap ones; the others (percentiles,
+    #: SSIM, mutual information, label overlaps) only on the validation split
+    train_metrics: list[str] = field(default_factory=list)
     kind: str = "regression"
     output: str = "values"
     thresholds: float = 0.5
@@ -153,12 +157,9 @@ class RegistrationOutputs:
     def is_classification(self) -> bool:
         return False
 
-    def _metric_fns(self) -> list[Callable[..., torch.Tensor]]:
-        fns = self.__dict__.get("_fns")
-        if fns is None:
-            fns = [METRICS.entry(name).load() for name in self.metrics]
-            self.__dict__["_fns"] = fns
-        return fns
+    def __post_init__(self) -> None:
+        if not self.train_metrics:
+            self.train_metrics = [m for m in self.metrics if m in CHEAP_METRICS]
 
     def shape_output(self, out: torch.Tensor, multiply: torch.Tensor | None = None) -> torch.Tensor:
         if out.shape[1] != self.layout.output_channels:
@@ -172,18 +173,20 @@ class RegistrationOutputs:
     def targets_in_data_units(self, targets: np.ndarray) -> np.ndarray:
         return targets
 
-    def sample_scores_torch(self, shaped: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Each metric of each sample, (B, M), on the outputs' device."""
+    def sample_scores_torch(self, shaped: torch.Tensor, targets: torch.Tensor,
+                            names: list[str] | None = None) -> torch.Tensor:
+        """Each metric (or each of ``names``) of each sample, (B, M), on the outputs' device."""
+        names = self.metrics if names is None else names
         out, want = self.layout.outputs(shaped.float()), self.layout.targets(targets.float())
         out["_cache"] = {}  # the metrics of this batch share their intermediate results
-        if not self.metrics:
+        if not names:
             return shaped.new_zeros((len(shaped), 0))
         with torch.no_grad():
-            return torch.stack([fn(out, want).float() for fn in self._metric_fns()], dim=1)
+            return torch.stack([METRICS.entry(name).load()(out, want).float() for name in names], dim=1)
 
-    def sample_scores(self, shaped: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    def sample_scores(self, shaped: np.ndarray, targets: np.ndarray, names: list[str] | None = None) -> np.ndarray:
         return self.sample_scores_torch(torch.from_numpy(np.asarray(shaped)),
-                                        torch.from_numpy(np.asarray(targets))).double().numpy()
+                                        torch.from_numpy(np.asarray(targets)), names).double().numpy()
 
     def score(self, preds: dict[str, np.ndarray], targets: np.ndarray, weights: np.ndarray | None,
               chunk: int = 16) -> dict[str, float]:

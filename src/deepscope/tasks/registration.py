@@ -24,6 +24,9 @@ ARCHITECTURES = ("registration_global", "registration_local", "registration_merg
 DEFAULT_METRICS = ["vector_distance", "vector_distance_p90", "fold_fraction", "registered_psnr", "registered_ssim",
                    "registered_ncc", "mutual_information", "dice", "iou"]
 LABEL_METRICS = ("dice", "iou")
+#: metrics cheap enough to score on every training batch (train_<metric>); the others (percentiles, SSIM,
+#: mutual information, label overlaps) cost more than the step itself and are scored on validation only
+CHEAP_METRICS = ("vector_distance", "fold_fraction", "inverse_residual", "registered_psnr", "registered_ncc")
 FIGURE_SAMPLES = 4
 
 
@@ -75,6 +78,12 @@ class RegistrationFamily(TaskFamily):
         if standardize.targets:
             problems.append("data.standardize.targets: the fields are in pixels and the registered target is an "
                             "image; set it to false")
+        for key in ("monitor", "early_stopping.monitor"):
+            value = t.monitor if key == "monitor" else t.early_stopping.monitor
+            if value and value.startswith("train_") and value[len("train_"):] not in ("loss", *CHEAP_METRICS):
+                problems.append(f"train.{key}: '{value}' is scored on the validation split only (training batches "
+                                f"log {', '.join('train_' + m for m in CHEAP_METRICS)}); monitor "
+                                f"val_{value[len('train_'):]}")
         if t.thresholds != 0.5:
             problems.append("train.thresholds: registration outputs are images and fields; remove it")
         return problems

@@ -133,10 +133,11 @@ class SupervisedSystem(L.LightningModule):
             # image outputs are scored per sample now and dropped: keeping a split's cubes until the epoch
             # ends would hold them all in (GPU) memory; their metrics are means over samples anyway. On the
             # device where every metric has a torch version, else on the host (numpy)
-            scores = self.task.sample_scores_torch(out.detach(), target.detach())
+            names = self._metric_names(stage)
+            scores = self.task.sample_scores_torch(out.detach(), target.detach(), names)
             if scores is None:
                 scores = torch.from_numpy(self.task.sample_scores(out.detach().float().cpu().numpy(),
-                                                                  target.detach().cpu().numpy()))
+                                                                  target.detach().cpu().numpy(), names))
             first, second = scores, None
         else:
             # kept on the device until the epoch ends: a copy to the host here would wait for the GPU every
@@ -216,15 +217,22 @@ class SupervisedSystem(L.LightningModule):
             # the metrics of the whole split, from every process's outputs, and the same values logged
             # on every process: checkpoints and early stopping decide alike everywhere
             gathered = gather_outputs(chunks, self._world_size)
-            values = self.trainer.strategy.broadcast(None if gathered is None else self._score(gathered), src=0)
+            values = self.trainer.strategy.broadcast(None if gathered is None else self._score(gathered, stage),
+                                                     src=0)
         else:
-            values = self._score(chunks)
+            values = self._score(chunks, stage)
         for name, value in values.items():
             self.log(f"{stage}_{name}", value, on_epoch=True, prog_bar=name == "loss" or stage == "val",
                      sync_dist=False)
         return values
 
-    def _score(self, chunks: list[tuple[np.ndarray, ...]]) -> dict[str, float]:
+    def _metric_names(self, stage: str) -> list[str]:
+        """The metrics scored per batch in a stage: a task's ``train_metrics`` on training batches, when it
+        names a cheaper subset (registration: not the percentiles, SSIM or the label overlaps every step)."""
+        return list(getattr(self.task, "train_metrics", self.task.metrics)) if stage == "train" \
+            else list(self.task.metrics)
+
+    def _score(self, chunks: list[tuple[np.ndarray, ...]], stage: str = "val") -> dict[str, float]:
         """Loss and metrics of a stage from its per-batch outputs."""
         if not chunks:
             return {}
@@ -234,7 +242,7 @@ class SupervisedSystem(L.LightningModule):
         values = {"loss": float(np.average(per_sample, weights=weights))}
         if chunks[0][1] is None:  # image targets: per-sample scores (N, metrics), see _step
             w = np.ones(len(out)) if weights is None else np.asarray(weights, np.float64)
-            for j, name in enumerate(self.task.metrics):
+            for j, name in enumerate(self._metric_names(stage)):
                 keep = ~np.isnan(out[:, j])
                 values[name] = float(np.average(out[keep, j], weights=w[keep])) if keep.any() else float("nan")
             return values

@@ -136,25 +136,27 @@ class Task:
                 values[name] = float(value)
         return values
 
-    def sample_scores(self, shaped: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        """Each configured metric of each sample, (B, M) in the order of ``metrics``, for image targets:
+    def sample_scores(self, shaped: np.ndarray, targets: np.ndarray, names: list[str] | None = None) -> np.ndarray:
+        """Each configured metric (or each of ``names``) of each sample, (B, M) in that order, for image targets:
         their metrics are means over samples, so a split's value is the (weighted) mean of these and
         the images need not be kept until the split ends (NaN: a sample the metric skips, such as the
         PSNR of an all-zero target)."""
         preds = self.predictions(shaped)
         targets = self.targets_in_data_units(targets)
-        out = np.empty((len(targets), len(self.metrics)))
-        for j, name in enumerate(self.metrics):
+        names = self.metrics if names is None else names
+        out = np.empty((len(targets), len(names)))
+        for j, name in enumerate(names):
             entry = METRICS.entry(name)
             scored, fn = self._scored(entry, preds), entry.load()
             for i in range(len(targets)):
                 out[i, j] = float(fn(scored[i:i + 1], targets[i:i + 1], None))
         return out
 
-    def sample_scores_torch(self, shaped: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
+    def sample_scores_torch(self, shaped: torch.Tensor, targets: torch.Tensor,
+                            names: list[str] | None = None) -> torch.Tensor | None:
         """:meth:`sample_scores` on the outputs' device, (B, M), for regression to image targets whose
         metrics all have a torch version (``sample_torch`` in their registry entry); ``None`` otherwise."""
-        entries = [METRICS.entry(name) for name in self.metrics]
+        entries = [METRICS.entry(name) for name in (self.metrics if names is None else names)]
         if self.kind != "regression" or not all("sample_torch" in e.meta for e in entries):
             return None
         preds, targets = shaped.float(), targets.float()

@@ -45,8 +45,8 @@ class RegistrationGlobalOptions(StrictModel):
         description="units of the dense layers between the flattened features and the affine head; [] for none")
     activation: Activation = Field("relu", description="after every convolution")
     dense_activation: Activation = Field(
-        "relu", description="after every dense layer; atlalign's code leaves its dense layers linear: "
-                            "linear reproduces it")
+        "linear", description="after every dense layer: linear, as atlalign's code (with relu the demo's global "
+                              "net stayed at the identity for hundreds of steps; bench/README.md)")
 
 
 class RegistrationGlobalParams(RegistrationGlobalOptions):
