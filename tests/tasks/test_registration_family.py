@@ -17,7 +17,7 @@ from deepscope.errors import ConfigError
 from deepscope.registration import losses as L
 from deepscope.registration.baselines import identity_output
 from deepscope.registration.task import Layout, RegistrationLoss, RegistrationOutputs
-from deepscope.tasks import family_for, family_name
+from deepscope.tasks import family_name
 from deepscope.training.experiment import Experiment, evaluate, predict
 
 pytestmark = pytest.mark.xdist_group("registration")

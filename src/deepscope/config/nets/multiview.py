@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from deepscope.config.common import StrictModel, fail
+from deepscope.config.common import StrictModel
 from deepscope.config.model import CNNConfig, PretrainedModelConfig, TopConfig, check_parts_loaded_once
 
 __all__ = ["MultiviewParams"]

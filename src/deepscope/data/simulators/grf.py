@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from deepscope.data.simulators.settings import advice as settings_advice
+from deepscope.data.simulators.settings import differences, read_settings
 from deepscope.errors import DataError
 
 __all__ = ["DEFAULT_CLASSES", "SETTINGS_ATTR", "GRFOptions", "check_grf_file", "ensure_grf_file", "fit_slope",
@@ -246,12 +248,6 @@ def write_grf_file(path: str | Path, opts: GRFOptions, n_seeds: int, key: str = 
     return path
 
 
-def _differences(found: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
-    keys = sorted(set(found) | set(wanted))
-    return [f"{k} {found.get(k, 'absent')} (now {wanted.get(k, 'absent')})" for k in keys
-            if found.get(k) != wanted.get(k)]
-
-
 def check_grf_file(path: str | Path, opts: GRFOptions, n_seeds: int, key: str = "data.path") -> bool:
     """Whether ``path`` already holds the cubes these settings simulate (False: there is no file).
 
@@ -263,30 +259,12 @@ def check_grf_file(path: str | Path, opts: GRFOptions, n_seeds: int, key: str = 
             settings or fewer seeds; the message names the file and says to delete it or to change
             ``key``.
     """
-    import h5py
-
-    path = Path(path)
-    if not path.exists():
+    found = read_settings(Path(path), SETTINGS_ATTR, "the Gaussian-random-field simulator", key)
+    if found is None:
         return False
-    advice = f"delete it to simulate again, or point {key} at another file"
-    if not path.is_file() or not h5py.is_hdf5(path):
-        raise DataError(f"{key}: '{path}' is not an HDF5 file written by the Gaussian-random-field simulator; {advice}")
-    try:
-        with h5py.File(path, "r") as f:
-            raw = f.attrs.get(SETTINGS_ATTR)
-    except OSError as exc:
-        raise DataError(f"{key}: '{path}' cannot be read ({exc}); {advice}") from None
-    if raw is None:
-        raise DataError(f"{key}: '{path}' was not written by the Gaussian-random-field simulator (it has no "
-                        f"'{SETTINGS_ATTR}' attribute); {advice}")
-    try:
-        found = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-    except (UnicodeDecodeError, ValueError):
-        found = None
-    if not isinstance(found, dict):
-        raise DataError(f"{key}: '{path}' has an unreadable '{SETTINGS_ATTR}' attribute; {advice}")
+    advice = settings_advice(key)
     wanted = settings(opts, n_seeds)
-    others = _differences({k: v for k, v in found.items() if k != "n_seeds"},
+    others = differences({k: v for k, v in found.items() if k != "n_seeds"},
                           {k: v for k, v in wanted.items() if k != "n_seeds"})
     if others:
         raise DataError(f"{key}: '{path}' holds cubes simulated with other settings ({'; '.join(others)}); {advice}")

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from deepscope.data.simulators.settings import advice, differences, read_settings
 from deepscope.errors import DataError
 
 __all__ = ["INVERSE_TOLERANCE", "SETTINGS_ATTR", "RegistrationOptions", "affine_field", "check_registration_demo",
@@ -430,43 +431,19 @@ def settings(opts: RegistrationOptions) -> dict[str, Any]:
     return {"format": FORMAT, **raw}
 
 
-def _advice(key: str) -> str:
-    return f"delete it to simulate again, or point {key} at another file"
-
-
 def check_registration_demo(path: str | Path, opts: RegistrationOptions, key: str = "data.path") -> bool:
     """Whether ``path`` holds the pairs these settings simulate (False: there is no file).
 
     Raises:
         DataError: ``path`` is not a file the demo wrote, or was written with other settings.
     """
-    import h5py
-
-    path = Path(path)
-    if not path.exists():
+    found = read_settings(Path(path), SETTINGS_ATTR, "the registration demo", key)
+    if found is None:
         return False
-    advice = _advice(key)
-    if not path.is_file() or not h5py.is_hdf5(path):
-        raise DataError(f"{key}: '{path}' is not an HDF5 file written by the registration demo; {advice}")
-    try:
-        with h5py.File(path, "r") as f:
-            raw = f.attrs.get(SETTINGS_ATTR)
-    except OSError as exc:
-        raise DataError(f"{key}: '{path}' cannot be read ({exc}); {advice}") from None
-    if raw is None:
-        raise DataError(f"{key}: '{path}' was not written by the registration demo (it has no '{SETTINGS_ATTR}' "
-                        f"attribute); {advice}")
-    try:
-        found = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-    except (UnicodeDecodeError, ValueError):
-        found = None
-    if not isinstance(found, dict):
-        raise DataError(f"{key}: '{path}' has an unreadable '{SETTINGS_ATTR}' attribute; {advice}")
-    wanted = settings(opts)
-    others = [f"{k} {found.get(k, 'absent')} (now {wanted.get(k, 'absent')})"
-              for k in sorted(set(found) | set(wanted)) if found.get(k) != wanted.get(k)]
+    others = differences(found, settings(opts))
     if others:
-        raise DataError(f"{key}: '{path}' holds pairs simulated with other settings ({'; '.join(others)}); {advice}")
+        raise DataError(f"{key}: '{path}' holds pairs simulated with other settings ({'; '.join(others)}); "
+                        f"{advice(key)}")
     return True
 
 
@@ -476,10 +453,10 @@ def _ensure_volume_file(path: Path, array: np.ndarray, key: str) -> None:
         try:
             found = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise DataError(f"{key}: '{path}' cannot be read ({exc}); {_advice(key)}") from None
+            raise DataError(f"{key}: '{path}' cannot be read ({exc}); {advice(key)}") from None
         if found.shape != array.shape or found.dtype != array.dtype or not np.allclose(found, array, atol=1e-6):
             raise DataError(f"{key}: '{path}' holds another volume ({found.dtype} {found.shape}) than these settings "
-                            f"simulate ({array.dtype} {array.shape}); {_advice(key)}")
+                            f"simulate ({array.dtype} {array.shape}); {advice(key)}")
         return
     _save_npy(path, array, key)
 
