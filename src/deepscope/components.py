@@ -334,7 +334,8 @@ LOSSES.declare("sparse_categorical_crossentropy", _L + "categorical_crossentropy
                doc="Keras sparse categorical cross entropy on probabilities; integer targets")
 
 # registration (atlalign): registration = "image" (also usable on fields, as atlalign allows) or "field"
-# (displacement fields only); uses_target False: a regulariser of the prediction alone
+# (displacement fields only); uses_target False: a regulariser of the prediction alone; required_config:
+# options without a default
 _RL = "deepscope.registration.losses:"
 for _w in (5, 9, 12, 20):
     LOSSES.declare(f"ncc_{_w}", _RL + f"ncc_{_w}", output="values", task="regression", registration="image",
@@ -346,7 +347,7 @@ LOSSES.declare("pearson", _RL + "pearson", aliases=("pearson_correlation",), out
 LOSSES.declare("psnr", _RL + "psnr", aliases=("psnr_loss",), output="values", task="regression",
                registration="image", doc="-PSNR in dB (data range 1)")
 LOSSES.declare("perceptual", _RL + "perceptual", aliases=("perceptual_loss", "lpips"), output="values",
-               task="regression", registration="image", dense=True,
+               task="regression", registration="image", dense=True, required_config=("run",),
                doc="LPIPS-style distance of unit-normalised features of a network you supply (config: run = a "
                    "deepscope run folder or checkpoint, layers = its first conv layers used); nothing downloaded")
 LOSSES.declare("vector_distance", _RL + "vector_distance", aliases=("vd",), output="values", task="regression",

@@ -141,6 +141,13 @@ def test_example_configs_smoke_train(tmp_path):
         if source == "track_detector":
             # a few hundred simulated events, written to the test's folder
             extra = ["-o", f"data.path={tmp_path / 'tracker_events.root'}", "-o", "data.n_events=300"]
+        if source == "registration_demo":
+            # a few small pairs, written to the test's folder; the merged model loads the global run trained just
+            # before it (configs are taken in name order: atlalign_global before atlalign_merged)
+            extra = ["-o", f"data.path={tmp_path / ('pairs_' + path.stem + '.h5')}", "-o", "data.n_pairs=64"]
+            if raw["model"].get("pretrained"):
+                extra += ["-o", f"model.pretrained=[{{use: true, weights_path: {tmp_path / 'atlalign-global'}, "
+                                "layers_to_load: [global_net], freeze_loaded_layers: true}]"]
         if source == "raccoon_run_file":
             # RACCOON's own format (model_params, data_params, train_params): the file its header says how to make,
             # with three seeds, in the test's folder

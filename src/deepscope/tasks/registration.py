@@ -64,6 +64,13 @@ class RegistrationFamily(TaskFamily):
                                     f"{did_you_mean(output, outputs)}{why} (outputs: {', '.join(outputs)})")
                     continue
                 for spec, _ in terms:
+                    missing = [k for k in LOSSES.entry(spec.class_name).meta.get("required_config", ())
+                               if k not in spec.config]
+                    if missing:
+                        problems.append(f"train.loss.{output}: '{spec.class_name}' needs config.{missing[0]} "
+                                        f"(e.g. {{class_name: {spec.class_name}, config: {{{missing[0]}: "
+                                        f"runs/my-feature-net}}}}: a deepscope run folder whose net gives the "
+                                        f"features; nothing is downloaded)")
                     kind = LOSSES.entry(spec.class_name).meta.get("registration")
                     if output == "registered" and kind == "field":
                         problems.append(f"train.loss.{output}: '{spec.class_name}' compares displacement fields; "
