@@ -32,6 +32,9 @@ def _atomic_save(write: Any, target: Path) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; an export is a file like any other
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
