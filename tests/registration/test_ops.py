@@ -398,3 +398,19 @@ def test_compose_and_affine_gradients():
     assert torch.autograd.gradcheck(
         lambda t, i: ops.compose(i, ops.affine_to_field(ops.centered_affine_to_pixels(t, (4, 5)), (4, 5))),
         (theta, inner), eps=1e-6, atol=1e-5)
+
+
+def test_warps_without_autograd_reuse_a_buffer_safely():
+    """The no-grad path samples through a reused grid buffer: calls in a row, in and out of inference
+    mode, give what a fresh grid gives."""
+    gen = torch.Generator().manual_seed(3)
+    images = torch.rand(2, 1, 12, 16, generator=gen)
+    fields = [torch.randn(2, 2, 12, 16, generator=gen) * 2 for _ in range(3)]
+    with torch.enable_grad():
+        expected = [ops.warp(images, f.clone().requires_grad_(True)).detach() for f in fields]
+    with torch.inference_mode():
+        got = [ops.warp(images, f) for f in fields]
+    with torch.no_grad():
+        got_again = [ops.warp(images, f) for f in fields]
+    for e, a, b in zip(expected, got, got_again):
+        assert torch.equal(e, a) and torch.equal(e, b)

@@ -18,6 +18,7 @@ against MONAI's ``Warp`` and against ``scipy.ndimage.map_coordinates``).
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 
 import torch
@@ -65,6 +66,25 @@ def _grid(spatial: tuple[int, ...], device: torch.device, dtype: torch.dtype) ->
     return grid, scale.reshape(1, nd, *([1] * nd))
 
 
+_LOCAL = threading.local()
+
+
+def _workspace(field: torch.Tensor) -> torch.Tensor:
+    """A buffer of the field's shape for the sampling grid, kept per thread (the grid is read by
+    ``grid_sample`` at once and never returned, so one buffer per shape serves every call)."""
+    # a buffer made under inference_mode cannot be written outside it (and the other way round)
+    key = (tuple(field.shape), field.device, field.dtype, torch.is_inference_mode_enabled())
+    cache = getattr(_LOCAL, "buffers", None)
+    if cache is None:
+        cache = _LOCAL.buffers = {}
+    buffer = cache.get(key)
+    if buffer is None:
+        if len(cache) >= 8:  # a few shapes at a time; drop the oldest
+            cache.pop(next(iter(cache)))
+        buffer = cache[key] = torch.empty(tuple(field.shape), device=field.device, dtype=field.dtype)
+    return buffer
+
+
 def _pixel_grid(spatial: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """Pixel coordinates (nd, *spatial), x first."""
     axes = [torch.arange(n, device=device, dtype=dtype) for n in spatial]
@@ -79,7 +99,10 @@ def _sample(values: torch.Tensor, field: torch.Tensor, mode: str, padding: str) 
     if values.shape[0] != field.shape[0]:
         raise ValueError(f"batch sizes differ: {values.shape[0]} images, {field.shape[0]} fields")
     base, scale = _grid(tuple(int(s) for s in field.shape[2:]), field.device, field.dtype)
-    grid = torch.addcmul(base, field, scale).movedim(1, -1)
+    if torch.is_grad_enabled() and field.requires_grad:
+        grid = torch.addcmul(base, field, scale).movedim(1, -1)
+    else:  # no autograd: into a reused buffer (a fresh 10 MB one costs more in page faults than the add)
+        grid = torch.addcmul(base, field, scale, out=_workspace(field)).movedim(1, -1)
     out = F.grid_sample(values.to(field.dtype), grid, mode=mode, padding_mode=padding, align_corners=True)
     if values.is_floating_point():
         return out.to(values.dtype)
