@@ -414,3 +414,17 @@ def test_warps_without_autograd_reuse_a_buffer_safely():
         got_again = [ops.warp(images, f) for f in fields]
     for e, a, b in zip(expected, got, got_again):
         assert torch.equal(e, a) and torch.equal(e, b)
+
+
+def test_a_grid_kept_for_the_backward_of_the_image_is_not_reused():
+    """An image that needs gradients warped by a constant field (a frozen global net's): its backward
+    reads the grid after later warps have run."""
+    gen = torch.Generator().manual_seed(4)
+    image = torch.rand(1, 1, 10, 12, generator=gen, dtype=torch.float64, requires_grad=True)
+    field = torch.randn(1, 2, 10, 12, generator=gen, dtype=torch.float64)
+    out = ops.warp(image, field)
+    ops.warp(torch.rand(1, 1, 10, 12, dtype=torch.float64), torch.randn(1, 2, 10, 12, dtype=torch.float64))
+    out.sum().backward()
+    reference = image.detach().clone().requires_grad_(True)
+    ops.warp(reference, field).sum().backward()
+    assert torch.equal(image.grad, reference.grad)

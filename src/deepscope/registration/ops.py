@@ -99,7 +99,8 @@ def _sample(values: torch.Tensor, field: torch.Tensor, mode: str, padding: str) 
     if values.shape[0] != field.shape[0]:
         raise ValueError(f"batch sizes differ: {values.shape[0]} images, {field.shape[0]} fields")
     base, scale = _grid(tuple(int(s) for s in field.shape[2:]), field.device, field.dtype)
-    if torch.is_grad_enabled() and field.requires_grad:
+    if torch.is_grad_enabled() and (field.requires_grad or values.requires_grad):
+        # autograd keeps the grid for the backward of either input: a grid of its own
         grid = torch.addcmul(base, field, scale).movedim(1, -1)
     else:  # no autograd: into a reused buffer (a fresh 10 MB one costs more in page faults than the add)
         grid = torch.addcmul(base, field, scale, out=_workspace(field)).movedim(1, -1)
