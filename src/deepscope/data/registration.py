@@ -99,7 +99,8 @@ class Volume:
         if not isinstance(obj, h5py.Dataset):
             names: list[str] = []
             f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
-            raise DataError(f"{self.key}: '{self.path}' has no dataset '{self.dataset}'{did_you_mean(self.dataset, names)} "
+            raise DataError(f"{self.key}: '{self.path}' has no dataset '{self.dataset}'"
+                            f"{did_you_mean(self.dataset, names)} "
                             f"(datasets: {', '.join(names[:8]) or 'none'}); set {self.key}_dataset")
         return obj
 

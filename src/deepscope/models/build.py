@@ -31,7 +31,8 @@ def build_model(model_cfg: object, spec: InputSpec, loss_name: str | None = None
         model = build(spec, model_cfg, task=LOSSES.entry(loss_name).meta["task"])
     else:
         model = build(spec, model_cfg)
-    if loss_name is not None and not ARCHITECTURES.entry(model_cfg.architecture).meta.get("named_outputs"):  # type: ignore[attr-defined]
+    named_outputs = ARCHITECTURES.entry(model_cfg.architecture).meta.get("named_outputs")  # type: ignore[attr-defined]
+    if loss_name is not None and not named_outputs:  # several outputs stacked on the channels: the family splits them
         check_output(model, spec, loss_name, "model.top.units" if hasattr(model_cfg, "top") else "model.out_channels")
     return model
 

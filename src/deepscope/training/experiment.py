@@ -496,7 +496,8 @@ def predict(run_dir: str | Path, input_path: str | Path, output_path: str | Path
     if loaded.spec.target_kind == "label" and store.targets is not None and not np.issubdtype(store.targets.dtype, np.integer):
         store.targets = store.targets.astype(np.int64)
     result = predict_store(loaded.net, loaded.task, store, np.arange(len(store)), loaded.standardizer,
-                           batch_size=_eval_batch_size(loaded.cfg, loaded.spec), loss=family_for(loaded.cfg).loss(loaded.cfg, loaded.task))
+                           batch_size=_eval_batch_size(loaded.cfg, loaded.spec),
+                           loss=family_for(loaded.cfg).loss(loaded.cfg, loaded.task))
     save_predictions(result, Path(output_path))
     return result
 
