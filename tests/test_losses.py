@@ -101,11 +101,13 @@ def test_bce_soft_targets():
 
 @pytest.mark.parametrize("shape", [(B,), (B, 3)])
 def test_bce_with_logits(shape):
-    x, t = RNG.normal(size=shape) * 5, RNG.uniform(size=shape)
+    rng = np.random.default_rng(len(shape))  # its own draws: the module's RNG depends on which tests ran before
+    x, t = rng.normal(size=shape) * 5, rng.uniform(size=shape)
     ref = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))
     np.testing.assert_allclose(_run("bce_with_logits", x, t), ref.reshape(B, -1).mean(1), rtol=1e-9)
     # equal to bce on sigmoid probabilities where nothing is clipped
-    np.testing.assert_allclose(ref, _bce_ref(expit(x), t), rtol=1e-6)
+    kept = np.abs(x) < 10
+    np.testing.assert_allclose(ref[kept], _bce_ref(expit(x), t)[kept], rtol=1e-6)
 
 
 def test_bce_with_logits_pos_weight():
@@ -168,6 +170,8 @@ def test_every_loss_has_per_sample_output_and_gradients():
         meta = LOSSES.entry(name).meta
         if meta.get("required_config"):
             continue  # perceptual needs a trained run: tests/registration/test_losses.py
+        if not LOSSES.get(name).__module__.startswith("deepscope."):
+            continue  # a loss another test registered (test_experiment's mse_then_nan)
         if meta["task"] == "multiclass":
             pred = torch.rand(B, 3, dtype=torch.float64) + 0.1
             target = torch.randint(0, 3, (B,))

@@ -427,7 +427,8 @@ METRICS.declare("hit_purity", _M + "hit_purity", aliases=("purity",), task="clas
                 doc="clustering: per sample the fraction of the predicted hits that are the track's, averaged over "
                     "samples with a prediction")
 
-# registration metrics: fn(outputs, targets) -> (B,) on named parts (deepscope.registration.task)
+# registration metrics: fn(outputs, targets) -> (B,) on named parts (deepscope.registration.task);
+# maximize: higher is better (what "best" means when one is monitored)
 _RM = "deepscope.registration.metrics:"
 for _name, _attr, _doc in (
         ("vector_distance", "vector_distance", "mean |predicted - true field| per pixel (px)"),
@@ -444,7 +445,9 @@ for _name, _attr, _doc in (
         ("dice", "dice", "Dice of the moving labels warped by the predicted field vs the reference labels, mean "
                          "over structures"),
         ("iou", "iou", "IoU (Jaccard) of the warped moving labels vs the reference labels, mean over structures")):
-    METRICS.declare(_name, _RM + _attr, task="registration", doc=_doc)
+    METRICS.declare(_name, _RM + _attr, task="registration", doc=_doc,
+                    maximize=_name in ("registered_psnr", "registered_ssim", "registered_ncc", "mutual_information",
+                                       "dice", "iou"))
 
 # --- optimizers --------------------------------------------------------------------------------------
 OPTIMIZERS = Registry("optimizer")

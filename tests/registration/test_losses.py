@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from deepscope import losses as base_losses
+from deepscope.components import LOSSES
 from deepscope.errors import ConfigError, DataError
 from deepscope.registration import losses as L
 
@@ -151,7 +152,7 @@ def test_jacobian_matches_np_gradient(nd):
 def test_dvf2img_is_the_image_loss_on_scaled_channels(nd):
     p, t = _fields(nd)
     for name in ("ncc_5", "mse", "pearson"):
-        fn = L.IMAGE_LOSSES[name]
+        fn = LOSSES.get(name)
         expected = torch.stack([fn(p[:, c:c + 1] / 4.0, t[:, c:c + 1] / 4.0) for c in range(nd)]).mean(0)
         torch.testing.assert_close(L.dvf2img(p, t, loss=name, scale=4.0), expected)
     torch.testing.assert_close(L.dvf2img(p, t), L.dvf2img(p, t, loss=L.ncc_9, scale=10.0))
@@ -160,7 +161,7 @@ def test_dvf2img_is_the_image_loss_on_scaled_channels(nd):
 def test_dvf2img_unknown_loss_names_the_options():
     p, t = _fields(2)
     with pytest.raises(ConfigError, match="did you mean 'ncc_9'.*available"):
-        L.dvf2img(p, t, loss="ncc9")
+        L.dvf2img(p, t, loss="ncc_99")
 
 
 def test_field_losses_reject_images():
@@ -171,16 +172,25 @@ def test_field_losses_reject_images():
 
 # --- every loss: shapes, gradients, minimum ------------------------------------------------------
 
-IMAGE_NAMES = [n for n in L.IMAGE_LOSSES if n != "perceptual"]
+# the registry's registration losses (atlalign's ALL_IMAGE_LOSSES / ALL_DVF_LOSSES) and the image losses
+# they share with every family; perceptual needs a trained run (tested below)
+IMAGE_NAMES = [n for n in LOSSES.names() if LOSSES.entry(n).meta.get("registration") == "image"
+               and n != "perceptual"] + ["mse", "mae", "ssim"]
+FIELD_NAMES = [n for n in LOSSES.names() if LOSSES.entry(n).meta.get("registration") == "field"]
+
+
+def test_the_registry_holds_atlaligns_losses():
+    assert {"ncc", "ncc_5", "ncc_9", "ncc_12", "ncc_20", "pearson", "psnr"} <= set(IMAGE_NAMES)
+    assert set(FIELD_NAMES) == {"vector_distance", "vdclip", "vdclip2", "vdclip3", "grad", "jacobian", "dvf2img"}
 
 
 @pytest.mark.parametrize("nd", [2, 3])
-@pytest.mark.parametrize("name", IMAGE_NAMES + list(L.DVF_LOSSES))
+@pytest.mark.parametrize("name", IMAGE_NAMES + FIELD_NAMES)
 def test_loss_is_per_sample_with_finite_gradients(name, nd):
-    image = name in L.IMAGE_LOSSES
+    image = name in IMAGE_NAMES
     pred, target = _images(nd, b=3) if image else _fields(nd, b=3)
     pred = pred.clone().requires_grad_(True)
-    fn = L.IMAGE_LOSSES.get(name) or L.DVF_LOSSES[name]
+    fn = LOSSES.get(name)
     value = fn(pred, target)
     assert value.shape == (3,) and torch.isfinite(value).all()
     value.sum().backward()
@@ -192,8 +202,8 @@ def test_perfect_prediction_gives_the_minimum(nd):
     x, y = _images(nd)
     p, _ = _fields(nd)
     for name in ("ncc", "ncc_5", "pearson", "mse", "mae", "ssim"):
-        torch.testing.assert_close(L.IMAGE_LOSSES[name](x, x), torch.zeros(2), atol=1e-5, rtol=0)
-        assert (L.IMAGE_LOSSES[name](x, y) > 1e-3).all()
+        torch.testing.assert_close(LOSSES.get(name)(x, x), torch.zeros(2), atol=1e-5, rtol=0)
+        assert (LOSSES.get(name)(x, y) > 1e-3).all()
     assert torch.equal(L.psnr(x, x), torch.full((2,), -100.0))
     floor = float(np.sqrt(1e-3))
     torch.testing.assert_close(L.vector_distance(p, p), torch.full((2,), floor))

@@ -11,6 +11,7 @@ from scipy.ndimage import map_coordinates
 from sklearn.metrics import mutual_info_score
 
 from deepscope import metrics_torch
+from deepscope.components import METRICS
 from deepscope.registration import metrics as M
 
 SPATIAL = {2: (12, 13), 3: (6, 7, 8)}
@@ -144,9 +145,12 @@ def test_overlap_matches_numpy_sets(kind, nd):
     assert torch.isnan(getattr(M, kind)(out, empty)).all()
 
 
-@pytest.mark.parametrize("name", list(M.REGISTRATION_METRICS))
+NAMES = [n for n in METRICS.names() if METRICS.entry(n).meta["task"] == "registration"]
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_missing_inputs_give_nan(name):
-    fn, _ = M.REGISTRATION_METRICS[name]
+    fn = METRICS.get(name)
     out, target = _pair(2)
     keys = {"vector": ("field",), "fold": ("field",), "inverse": ("inverse",), "dice": ("moving_labels",),
             "iou": ("reference_labels",)}
@@ -157,9 +161,9 @@ def test_missing_inputs_give_nan(name):
 
 
 @pytest.mark.parametrize("nd", [2, 3])
-@pytest.mark.parametrize("name", list(M.REGISTRATION_METRICS))
+@pytest.mark.parametrize("name", NAMES)
 def test_perfect_registration_scores_best(name, nd):
-    fn, higher_is_better = M.REGISTRATION_METRICS[name]
+    fn, higher_is_better = METRICS.get(name), METRICS.entry(name).meta.get("maximize", False)
     out, target = _pair(nd)
     if name in ("fold_fraction", "inverse_residual"):  # properties of the prediction alone
         smooth = torch.full_like(out["field"], 0.5)

@@ -24,8 +24,6 @@ from deepscope.losses import mae, mse, ssim
 from deepscope.registration.ops import jacobian_determinant
 
 __all__ = [
-    "DVF_LOSSES",
-    "IMAGE_LOSSES",
     "dvf2img",
     "grad",
     "jacobian",
@@ -280,7 +278,7 @@ def dvf2img(pred: torch.Tensor, target: torch.Tensor, loss: str | Callable[..., 
     Args:
         pred: fields (B, nd, *S) in pixels.
         target: fields of the same shape.
-        loss: a name of :data:`IMAGE_LOSSES` or a per-sample loss function.
+        loss: the name of an image loss of the registry (ncc_9, mse, ssim, ...) or a per-sample loss function.
         scale: the displacement that maps to 1 in the image.
 
     Raises:
@@ -295,10 +293,17 @@ def dvf2img(pred: torch.Tensor, target: torch.Tensor, loss: str | Callable[..., 
 
 
 def _image_loss(name: str, path: str) -> Callable[..., torch.Tensor]:
-    if name not in IMAGE_LOSSES:
-        raise ConfigError(f"{path}: unknown image loss '{name}'{did_you_mean(name, IMAGE_LOSSES)} "
-                          f"(available: {', '.join(IMAGE_LOSSES)})")
-    return IMAGE_LOSSES[name]
+    """A regression loss of the registry that compares images (not a field loss), by name or alias."""
+    from deepscope.components import LOSSES
+
+    options = [n for n in LOSSES.names() if LOSSES.entry(n).meta.get("task") == "regression"
+               and LOSSES.entry(n).meta.get("registration") != "field"
+               and not LOSSES.entry(n).meta.get("required_config")]
+    canonical = LOSSES.canonical(name) if name in LOSSES else name
+    if canonical not in options:
+        raise ConfigError(f"{path}: unknown image loss '{name}'{did_you_mean(name, options)} "
+                          f"(available: {', '.join(options)})")
+    return LOSSES.get(canonical)
 
 
 # --- perceptual loss -----------------------------------------------------------------------------
@@ -420,15 +425,3 @@ def perceptual(pred: torch.Tensor, target: torch.Tensor, run: str | Path = "", l
         a, b = f[: len(pred)], f[len(pred):]
         total = total + (a - b).pow(2).flatten(1).mean(1)
     return total
-
-
-# --- name tables (atlalign's ALL_IMAGE_LOSSES / ALL_DVF_LOSSES; the registry declares them) -------
-
-IMAGE_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
-    "ncc": ncc, "ncc_5": ncc_5, "ncc_9": ncc_9, "ncc_12": ncc_12, "ncc_20": ncc_20,
-    "pearson": pearson, "psnr": psnr, "ssim": ssim, "mse": mse, "mae": mae, "perceptual": perceptual,
-}
-DVF_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
-    "vector_distance": vector_distance, "vdclip": vdclip, "vdclip2": vdclip2, "vdclip3": vdclip3,
-    "grad": grad, "jacobian": jacobian, "dvf2img": dvf2img,
-}

@@ -9,7 +9,7 @@ Every metric is ``fn(out, target) -> (B,)`` on two dicts of tensors:
   label images (0 = background).
 
 A metric whose inputs are missing returns NaN for every sample (skipped in epoch means).
-:data:`REGISTRATION_METRICS` maps each name to ``(fn, higher_is_better)``. Fields follow
+The registry (``METRICS``, task ``registration``) names them and says which are maximized. Fields follow
 :mod:`deepscope.registration.ops` (pixels, channel 0 = Δx, backward warp).
 """
 
@@ -24,7 +24,6 @@ from deepscope import metrics_torch
 from deepscope.registration import ops
 
 __all__ = [
-    "REGISTRATION_METRICS",
     "dice",
     "fold_fraction",
     "inverse_residual",
@@ -222,19 +221,3 @@ def iou(out: Tensors, target: Tensors) -> torch.Tensor:
     values = [(i / (a + b - i)).mean() if len(i) else torch.tensor(float("nan"), dtype=torch.float32, device=i.device)
               for i, a, b in overlaps]
     return torch.stack(values).float()
-
-
-REGISTRATION_METRICS: dict[str, tuple[Callable[[Tensors, Tensors], torch.Tensor], bool]] = {
-    "vector_distance": (vector_distance, False),
-    "vector_distance_p50": (vector_distance_p50, False),
-    "vector_distance_p90": (vector_distance_p90, False),
-    "vector_distance_p99": (vector_distance_p99, False),
-    "fold_fraction": (fold_fraction, False),
-    "inverse_residual": (inverse_residual, False),
-    "psnr": (psnr, True),
-    "ssim": (ssim, True),
-    "ncc": (ncc, True),
-    "mutual_information": (mutual_information, True),
-    "dice": (dice, True),
-    "iou": (iou, True),
-}

@@ -478,8 +478,10 @@ def predict(run_dir: str | Path, input_path: str | Path, output_path: str | Path
     """
     quiet_lightning()
     loaded = _load_run(run_dir, checkpoint, overrides)
-    predict_file = _source_meta(loaded.cfg).get("predict_file")
-    if predict_file and Path(input_path).suffix.lower() in (".h5", ".hdf5", ".hdf"):
+    from deepscope.components import SOURCES
+
+    predict_file = SOURCES.entry(loaded.cfg.data.source).meta.get("predict_file")
+    if predict_file and Path(input_path).suffix.lower() in (".h5", ".hdf5", ".hdf"):  # e.g. registration files
         import importlib
 
         module, _, attr = predict_file.partition(":")
@@ -500,12 +502,6 @@ def predict(run_dir: str | Path, input_path: str | Path, output_path: str | Path
                            loss=family_for(loaded.cfg).loss(loaded.cfg, loaded.task))
     save_predictions(result, Path(output_path))
     return result
-
-
-def _source_meta(cfg: ExperimentConfig) -> dict[str, Any]:
-    from deepscope.components import SOURCES
-
-    return SOURCES.entry(cfg.data.source).meta
 
 
 def _predict_folder(loaded: _Loaded, input_dir: Path, output_dir: Path,

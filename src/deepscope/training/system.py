@@ -72,6 +72,9 @@ class SupervisedSystem(L.LightningModule):
         self.lr_history: list[tuple[int, float]] = []  # (global step, lr used) of every training step
         self._step_readers: str | None = None  # who reads train_loss_step: "bar", "loggers" or "none"
         self._dense = task.spec.dense  # image targets: scored per sample as each batch ends (see _step)
+        # a task may score a cheaper subset on training batches (registration: not the percentiles, SSIM or
+        # the label overlaps every step)
+        self._train_metric_names = list(getattr(task, "train_metrics", task.metrics))
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Lightning sets _current_fx_name before and after every hook it calls, dozens of times a
@@ -227,10 +230,8 @@ class SupervisedSystem(L.LightningModule):
         return values
 
     def _metric_names(self, stage: str) -> list[str]:
-        """The metrics scored per batch in a stage: a task's ``train_metrics`` on training batches, when it
-        names a cheaper subset (registration: not the percentiles, SSIM or the label overlaps every step)."""
-        return list(getattr(self.task, "train_metrics", self.task.metrics)) if stage == "train" \
-            else list(self.task.metrics)
+        """The metrics scored per batch in a stage: the task's ``train_metrics`` on training batches."""
+        return self._train_metric_names if stage == "train" else self.task.metrics
 
     def _score(self, chunks: list[tuple[np.ndarray, ...]], stage: str = "val") -> dict[str, float]:
         """Loss and metrics of a stage from its per-batch outputs."""

@@ -16,13 +16,15 @@ from deepscope.data.spec import InputSpec
 
 __all__ = ["Task", "MAXIMIZED_METRICS", "monitor_mode", "softmax_default_threshold"]
 
-MAXIMIZED_METRICS = {"accuracy", "auc", "r2", "psnr", "ssim", "precision", "recall", "f1", "within_10_percent",
-                     "registered_psnr", "registered_ssim", "registered_ncc", "mutual_information", "dice", "iou"}
+MAXIMIZED_METRICS = {"accuracy", "auc", "r2", "psnr", "ssim", "precision", "recall", "f1", "within_10_percent"}
 
 
 def monitor_mode(monitor: str) -> str:
-    """'max' for metrics where higher is better, else 'min'."""
-    return "max" if monitor.split("_", 1)[-1] in MAXIMIZED_METRICS else "min"
+    """'max' for metrics where higher is better (listed here, or ``maximize`` in their registry entry),
+    else 'min'."""
+    name = monitor.split("_", 1)[-1]
+    maximize = name in MAXIMIZED_METRICS or (name in METRICS and METRICS.entry(name).meta.get("maximize", False))
+    return "max" if maximize else "min"
 
 
 def softmax_default_threshold(n_labels: int) -> float:
