@@ -56,7 +56,7 @@ def test_a_registration_model_picks_the_family(tmp_path):
     ({"loss": {"registered": "mse", "inverse": "vector_distance"}}, "needs model.compute_inv: true"),
     ({"loss": {"registered": "vdclip2"}}, "train.loss.registered: 'vdclip2' compares displacement fields"),
     ({"loss": {"registered": "mse"}, "metrics": ["accuracy"]}, "train.metrics: accuracy is not a registration metric"),
-    ({"loss": {"registered": "mse"}, "loss_weights": {"feild": 1.0}}, "loss_weights: no loss for output 'feild'"),
+    ({"loss": {"registered": "mse"}, "loss_weights": {"feild": 1.0}}, "train.loss_weights.feild: no loss for output 'feild'"),
     ({"loss": {"registered": "ncc_9&nope"}}, "unknown loss 'nope'"),
     ({"loss": {"registered": "perceptual"}}, "train.loss.registered: 'perceptual' needs config.run"),
     ({"loss": {"registered": "mse"}, "monitor": "train_dice"}, "train.monitor: 'train_dice' is scored on the "

@@ -89,7 +89,13 @@ def check_task_family(cfg: ExperimentConfig) -> list[str]:
         return [f"train.loss: a loss per named output ({', '.join(cfg.train.loss)}) is for models with named "
                 f"outputs (the registration family); the {family.name} family trains one output: give one loss, "
                 "or a weighted sum [{name: l1, weight: 1}, ...]"]
-    return family.check_config(cfg)
+    from deepscope.errors import did_you_mean
+
+    loss = cfg.train.loss
+    unweighed = [f"train.loss_weights.{output}: no loss for output '{output}'{did_you_mean(output, list(loss))} "
+                 f"(train.loss names: {', '.join(loss)})"
+                 for output in cfg.train.loss_weights or {} if isinstance(loss, dict) and output not in loss]
+    return family.check_config(cfg) + unweighed
 
 
 def fill_default_metrics(cfg: ExperimentConfig) -> None:

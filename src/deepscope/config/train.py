@@ -283,13 +283,6 @@ class TrainConfig(StrictModel):
             if not isinstance(self.loss, dict):
                 raise fail("loss_weights", "loss_weights: weighs the losses of named outputs; give train.loss as a "
                                            "mapping output -> loss ({registered: ncc_9, field: vdclip2}), or remove it")
-            from deepscope.errors import did_you_mean
-
-            for output in self.loss_weights:
-                if output not in self.loss:
-                    raise fail("loss_weights", f"loss_weights: no loss for output '{output}'"
-                                               f"{did_you_mean(output, list(self.loss))} (train.loss names: "
-                                               f"{', '.join(self.loss)})")
         return self
 
     @model_validator(mode="after")
