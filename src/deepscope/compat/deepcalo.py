@@ -337,7 +337,8 @@ class ModelContainer:
             (e.g. ``log.tensorboard=false``).
 
     Attributes:
-        params: the merged params. config: the native config dict it maps to.
+        params: the merged params.
+        config: the native config dict it maps to.
         model: the built ``nn.Module`` after :meth:`get_model` (trained weights after :meth:`train`).
         result: the :class:`~deepscope.training.experiment.RunResult` after :meth:`train`.
 
@@ -397,7 +398,7 @@ class ModelContainer:
         """Train (or resume the run of the same name) and fill the run folder.
 
         Returns:
-            The :class:`~deepscope.training.experiment.RunResult` (run folder, metrics, checkpoint).
+            The run's ``RunResult`` (run folder, metrics, checkpoint), as ``deepscope.train`` returns it.
         """
         from deepscope.evaluation.architecture import architecture_figure
         from deepscope.evaluation.predict import load_net_weights
