@@ -154,8 +154,10 @@ ARCHITECTURES.declare(
 # --- data sources --------------------------------------------------------------------------------
 # ``describe``: "module:attr" of a function (data cfg, loss task) -> Description | None that tells the
 # data's shapes without reading its arrays, for the pre-flight checks (deepscope.data.sources.describe);
-# ``baselines``: the cheap baselines scored beside a run's predictions; ``predict``: the writer of
-# ``deepscope predict`` on a folder; ``predict_file``: on an HDF5 file of the source's layout
+# ``baselines``: the cheap baselines scored beside a run's predictions; ``predict_input``: the file
+# format ``deepscope predict`` reads besides .npz (hdf5, root, fits; deepscope.evaluation.predict_io),
+# and how: ``predict_reader`` reads the samples with the run's data section, ``predict``: the writer
+# of a folder, ``predict_file``: predicts and writes a file of the source's layout
 SOURCES = Registry("data source")
 SOURCES.declare(
     "arrays",
@@ -174,6 +176,8 @@ SOURCES.declare(
     "hdf5",
     "deepscope.data.hdf5:load_hdf5",
     describe="deepscope.data.hdf5:describe_hdf5",
+    predict_input="hdf5",
+    predict_reader="deepscope.evaluation.predict_io:read_hdf5_input",
     aliases=("h5",),
     doc="any HDF5 file: datasets mapped to images, scalars, tracks, targets and weights by name, per split group "
         "or one pool; read lazily in whole sorted, chunk-aligned batches (or into memory when small), "
@@ -183,6 +187,8 @@ SOURCES.declare(
     "root",
     "deepscope.data.root:load_root",
     describe="deepscope.data.root:describe_root",
+    predict_input="root",
+    predict_reader="deepscope.evaluation.predict_io:read_root_input",
     aliases=("uproot", "root_tree"),
     doc="events of a ROOT TTree read with uproot (no ROOT install), in chunks, from one file or a glob: jagged "
         "per-hit branches histogrammed into named 2D views (integer cells or float bins, binary or counts, "
@@ -193,6 +199,8 @@ SOURCES.declare(
     "deepscope.data.tracker_source:load_track_detector",
     describe="deepscope.data.tracker_source:describe_track_detector",
     baselines="deepscope.data.tracker_baselines:tracker_baselines",
+    predict_input="root",
+    predict_reader="deepscope.evaluation.predict_io:read_root_input",
     aliases=("supernemo_sim", "tracker_sim"),
     doc="simulated SuperNEMO-like tracker events (1-4 tracks from a foil vertex through 9 x 113 drift cells per "
         "side, z along the wires, inefficiency, noise, calorimeter blocks), written once as a ROOT file and read "
@@ -228,6 +236,7 @@ SOURCES.declare(
     "deepscope.data.fits:load_fits_dirs",
     describe="deepscope.data.fits:describe_fits_dirs",
     predict="deepscope.data.fits_predict:predict_folder",
+    predict_input="fits",
     baselines="deepscope.evaluation.fits_baselines:fits_baselines",
     aliases=("fits", "deepfocus_fits"),
     doc="DeepFocus's Train/ Validation/ Test/ folders of FITS cubes with train_params.csv, valid_params.csv, "
@@ -239,6 +248,7 @@ SOURCES.declare(
     "deepscope.data.fits:load_radio_cubes",
     describe="deepscope.data.fits:describe_radio_cubes",
     predict="deepscope.data.fits_predict:predict_folder",
+    predict_input="fits",
     baselines="deepscope.evaluation.fits_baselines:fits_baselines",
     aliases=("radio", "alma_sim"),
     doc="simulated radio cubes (elliptical sources with spectral lines and continuum, elliptical beam, "
@@ -268,6 +278,7 @@ SOURCES.declare(
     describe="deepscope.data.registration:describe_registration_hdf5",
     baselines="deepscope.registration.baselines:identity_baselines",
     predict_file="deepscope.registration.predict:predict_registration_file",
+    predict_input="hdf5",
     doc="atlalign's supervised-registration HDF5 file (img, deltas_xy, inv_deltas_xy, p, dataset_id) and a "
         "reference volume: pairs {reference, moving} (1, H, W) in [0, 1], targets registered, dx, dy "
         "(+ inverse, + labels) in pixels",
@@ -278,6 +289,7 @@ SOURCES.declare(
     describe="deepscope.data.registration:describe_registration_demo",
     baselines="deepscope.registration.baselines:identity_baselines",
     predict_file="deepscope.registration.predict:predict_registration_file",
+    predict_input="hdf5",
     doc="a synthetic brain-like reference volume with labels and moving sections warped by random affine or "
         "elastic fields with exact inverses, written once in atlalign's layout and read as registration_hdf5",
 )
