@@ -5,6 +5,10 @@ section and input spec) and the weights. Apart (``separate=True``): ``<path>.yam
 architecture and ``<path>.weights.pt`` with the weights alone (a plain ``state_dict``). As in atlalign,
 neither keeps the optimizer state or the loss: resume training from the run folder's checkpoints.
 
+:func:`export_model` writes either that (``format="pt"``) or the net as ONNX, TorchScript or a
+``torch.export`` ExportedProgram with its preprocessing metadata (:mod:`deepscope.export_formats`,
+docs/export.md).
+
 :func:`load_model` rebuilds the net from either form (eval mode, on the CPU). Its output is the net's raw
 output: for registration models (B, 1 + nd [+ nd], *S), the registered image and the fields.
 """
@@ -20,7 +24,7 @@ import yaml
 
 from deepscope.errors import CheckpointError, ConfigError
 
-__all__ = ["load_model", "save_model"]
+__all__ = ["export_model", "load_model", "save_model"]
 
 FORMAT = "deepscope-model"
 VERSION = 1
@@ -28,7 +32,8 @@ VERSION = 1
 
 def _atomic_save(write: Any, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    # the temporary name keeps the extension: torch.export.save and load want files ending in .pt2
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
     os.close(fd)
     try:
         write(Path(tmp))
@@ -88,6 +93,30 @@ def save_model(run_dir: str | Path, path: str | Path, separate: bool = False, ch
     else:
         _atomic_save(lambda tmp: torch.save({**architecture, "state_dict": state}, tmp), targets[0])
     return targets
+
+
+def export_model(run_dir: str | Path, path: str | Path, format: str = "pt", separate: bool = False,
+                 checkpoint: str | Path | None = None, overwrite: bool = False) -> list[Path]:
+    """Write a run's trained net in ``format``: ``pt`` (:func:`save_model`), ``onnx``, ``torchscript`` or
+    ``exported-program`` (:func:`deepscope.export_formats.export_net`: the file and its metadata JSON).
+
+    Raises:
+        ExportError: an unknown format, ``separate`` with a format other than ``pt``, a net the format
+            cannot hold, or (formats other than ``pt``) a file that exists while ``overwrite`` is false.
+        CheckpointError: the run or its checkpoint cannot be read, or (``pt``) a file exists and ``overwrite``
+            is false.
+    """
+    from deepscope.export_formats import FORMATS, ExportError, export_net
+
+    if format not in FORMATS:
+        raise ExportError(f"format '{format}' is not one deepscope export writes; expected one of "
+                          f"{', '.join(FORMATS)}")
+    if format == "pt":
+        return save_model(run_dir, path, separate=separate, checkpoint=checkpoint, overwrite=overwrite)
+    if separate:
+        raise ExportError(f"separate (--separate) splits a pt export into architecture and weights; the {format} "
+                          "format writes one file (and its metadata .json)")
+    return export_net(run_dir, path, format, checkpoint=checkpoint, overwrite=overwrite)
 
 
 def _build(architecture: dict[str, Any], where: Path) -> Any:
