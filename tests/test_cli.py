@@ -205,7 +205,7 @@ def test_schema_prints_json(capsys):
     code, out, _ = run_main(["schema"], capsys)
     assert code == 0
     schema = json.loads(out)
-    assert set(schema["properties"]) == {"name", "seed", "task", "data", "model", "train", "log", "phases"}
+    assert set(schema["properties"]) == {"name", "seed", "task", "data", "model", "train", "log", "phases", "tune"}
     assert "TrainConfig" in schema["$defs"]
 
 

@@ -201,7 +201,7 @@ def test_round_trip_keeps_component_options():
 
 def test_dump_yaml_keeps_schema_order():
     keys = list(yaml.safe_load(dump_yaml(load_config({}))))
-    assert keys == ["name", "seed", "task", "data", "model", "train", "log", "phases"]
+    assert keys == ["name", "seed", "task", "data", "model", "train", "log", "phases", "tune"]
 
 
 # --- overrides --------------------------------------------------------------------------------------
@@ -374,7 +374,7 @@ def test_json_schema_is_valid_json_with_every_section():
     text = json.dumps(schema)
     again = json.loads(text)
     assert again["type"] == "object"
-    assert set(again["properties"]) == {"name", "seed", "task", "data", "model", "train", "log", "phases"}
+    assert set(again["properties"]) == {"name", "seed", "task", "data", "model", "train", "log", "phases", "tune"}
     assert again.get("additionalProperties") is False
     defs = again["$defs"]
     for name in ("TrainConfig", "CNNConfig", "TopConfig", "ScalarNetConfig", "TrackNetConfig", "SplitConfig",

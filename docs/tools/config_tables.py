@@ -32,6 +32,7 @@ from deepscope.config.nets.registration import (RegistrationGlobalParams, Regist
 from deepscope.config.registration import (IntensityAugment, RegistrationDemoData, RegistrationHDF5Data,
                                            RegistrationHoldout)
 from deepscope.config.tracker import TrackDetectorData
+from deepscope.config.tune import SpaceEntry, TuneConfig, TuneStage
 from deepscope.config.log import LogConfig, MLflowConfig, WeightSnapshotsConfig
 from deepscope.config.model import (CNNConfig, CombinedParams, DropBlockConfig, FiLMGenConfig, GateNetConfig,
                                     LayerRegConfig, NetworkInNetworkConfig, PretrainedModelConfig, ScalarNetConfig,
@@ -132,6 +133,9 @@ TABLES: list[tuple[str, type[BaseModel], tuple[str, ...]]] = [
     ("`log`", LogConfig, ()),
     ("`log.weight_snapshots`", WeightSnapshotsConfig, ()),
     ("`log.mlflow`", MLflowConfig, ()),
+    ("`tune`", TuneConfig, ()),
+    ("`tune.space.<dotted.path>`", SpaceEntry, ()),
+    ("`tune.stages`: each entry", TuneStage, ()),
 ]
 
 MEANINGS: dict[str, str] = {
@@ -749,6 +753,8 @@ MEANINGS: dict[str, str] = {
 
 # Fields typed ``Any`` in the models (checked by their own validators): say what they accept.
 TYPE_OVERRIDES: dict[str, str] = {
+    "SpaceEntry.choice": "list of values or null",
+    "SpaceEntry.when": "mapping of dotted path to a value or a list of values, or null",
     "SplitConfig.train": "fraction, index list, `\"start:stop\"` or null",
     "SplitConfig.val": "fraction, index list, `\"start:stop\"` or null",
     "SplitConfig.test": "fraction, index list, `\"start:stop\"` or null",
@@ -915,7 +921,7 @@ def table(model: type[BaseModel], skip: tuple[str, ...]) -> str:
             kind = render_type(field.annotation, field.metadata)
             if kind == "see meaning":
                 raise SystemExit(f"{model.__name__}.{key} is typed Any: add it to TYPE_OVERRIDES in {__file__}")
-        lines.append(f"| `{key}` | {kind} | {render_default(model, key)} | {meaning} |")
+        lines.append(f"| `{field.alias or key}` | {kind} | {render_default(model, key)} | {meaning} |")
     return "\n".join(lines)
 
 

@@ -47,6 +47,8 @@ DEMONSTRATES: dict[str, str] = {
     "deepfocus_deconvolve": "DeepFocus's deconvolution: a 3D U-Net turns dirty radio cubes into clean sky models",
     "deepfocus_sources": "DeepFocus's source characterisation: a 3D ResNet regresses each source's flux and size",
     "digits": "the quick start: a small CNN on scikit-learn's handwritten digits, real data, no download",
+    "digits_tune": "a hyperparameter search (deepscope tune): learning rate, CNN depth and width, dropout; TPE "
+                   "with median pruning",
     "digits_keras_style": "a config written with DeepCalo's and Keras' names: one-hot targets, softmax, Nadam, "
                           "BatchNormalization",
     "penguin": "PENGUIN telling general relativity from Newtonian gravity in slices of Gaussian-random-field cubes",
@@ -71,6 +73,7 @@ SEE_ALSO: dict[str, list[tuple[str, str]]] = {
                           ("Coming from DeepFocus", "coming-from/deepfocus.md")],
     "digits": [("The 5-minute tour", "index.md#the-5-minute-tour"), ("Training", "training.md")],
     "digits_keras_style": [("Coming from DeepCalo", "coming-from/deepcalo.md"), ("The config", "config.md")],
+    "digits_tune": [("Hyperparameter search", "tune.md"), ("Coming from DeepCalo", "coming-from/deepcalo.md")],
     "penguin": [("Gaussian-random-field cubes", "grf-simulator.md"), ("Coming from RACCOON / PENGUIN",
                                                                       "coming-from/raccoon.md")],
     "raccoon": [("Coming from RACCOON / PENGUIN", "coming-from/raccoon.md"),
@@ -163,7 +166,7 @@ def run_commands(name: str, lines: list[str]) -> list[str]:
         text = line.strip()
         for prefix in ("Run:", "Then:"):
             text = text.removeprefix(prefix).strip()
-        inline = re.search(r"\bRun: (deepscope train \S+)", line)
+        inline = re.search(r"\bRun: (deepscope (?:train|tune) \S+)", line)
         if inline:
             text = inline.group(1)
         if pending:
@@ -179,7 +182,7 @@ def run_commands(name: str, lines: list[str]) -> list[str]:
                 else:
                     commands.append(text)
     train = f"deepscope train configs/{name}.yaml"
-    if train not in commands:
+    if train not in commands and f"deepscope tune configs/{name}.yaml" not in commands:
         commands.append(train)
     return list(dict.fromkeys(commands))
 

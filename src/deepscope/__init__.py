@@ -25,10 +25,12 @@ __all__ = [
     "ModelContainer",
     "RunResult",
     "TrainingDiverged",
+    "TuneResult",
     "evaluate",
     "load_config",
     "predict",
     "train",
+    "tune",
 ]
 
 _LAZY = {"Experiment", "Interrupted", "RunResult", "train", "evaluate", "predict"}
@@ -39,6 +41,10 @@ def __getattr__(name: str) -> Any:
         from deepscope.compat.deepcalo import ModelContainer
 
         return ModelContainer
+    if name in ("tune", "TuneResult"):
+        from deepscope import tuning
+
+        return getattr(tuning, name)
     if name in _LAZY:
         from deepscope.training import experiment
 

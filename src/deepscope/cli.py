@@ -101,6 +101,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from deepscope.tuning import tune
+
+    result = tune(args.config, overrides=args.override)
+    counts = ", ".join(f"{n} {k.lower()}" for k, n in result.counts.items() if k.isupper() and n)
+    print(f"study folder: {result.folder} ({counts or 'no trials'})")
+    if result.best_value is None:
+        print("no trial completed; see trials.csv for the failures")
+        return 0
+    print(f"best: trial {result.best_number}, {result.metric} {result.best_value:.6g}")
+    for path, value in result.best_params.items():
+        print(f"  {path}: {value}")
+    if result.best_config is not None:
+        print(f"train it: deepscope train {result.best_config}")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from deepscope.training.experiment import evaluate
 
@@ -122,11 +139,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from deepscope.export import save_model
+    from deepscope.export import export_model
 
-    written = save_model(args.run, args.output, separate=args.separate, checkpoint=args.checkpoint,
-                         overwrite=args.force)
+    written = export_model(args.run, args.output, format=args.format, separate=args.separate,
+                           checkpoint=args.checkpoint, overwrite=args.force)
     print("wrote " + " and ".join(str(p) for p in written))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """One folder: its report.html (a run, a phased experiment, a study); several runs: a comparison."""
+    from pathlib import Path
+
+    from deepscope.reports import write_comparison, write_report
+    from deepscope.reports.folders import ReportError
+
+    if len(args.folders) == 1:
+        if args.output is not None:
+            raise ReportError("-o/--output names the file of a comparison of several runs; one folder's report is "
+                              "always <folder>/report.html")
+        written = write_report(args.folders[0])
+    else:
+        written = write_comparison(args.folders, Path(args.output or "comparison.html"), overwrite=args.force)
+    print(f"wrote {written}")
     return 0
 
 
@@ -235,6 +270,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "resume that one later with -o name=<name>-2")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("tune", parents=[sub_common, overrides],
+                       help="search hyperparameters: run (or join, or resume) the study of the config's tune section",
+                       description="Run trials of the study the config's tune section describes until the study holds "
+                                   "tune.n_trials finished trials. Start it several times at once (one storage) to "
+                                   "share the work; run it again to resume. See docs/tune.md.")
+    p.add_argument("config", help="YAML config file with a tune section")
+    p.set_defaults(func=cmd_tune)
+
     p = sub.add_parser("evaluate", parents=[sub_common, overrides], help="recompute metrics of a run on a split")
     p.add_argument("run", help="run folder (runs/<name>)")
     p.add_argument("--split", choices=("test", "val", "train"), default="test")
@@ -245,24 +288,45 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", parents=[sub_common, overrides], help="apply a run's model to new data")
     p.add_argument("run", help="run folder (runs/<name>)")
     p.add_argument("--input", required=True, help=".npz with images/<name>, scalars, tracks (targets optional), "
-                                                  "a folder of files in the run's source format (FITS cubes), or an "
-                                                  "HDF5 file in the source's layout (registration: atlalign's)")
-    p.add_argument("--output", required=True, help="where to write the predictions (.npz; a folder for a folder "
-                                                   "input: one FITS cube per input cube, or a parameters CSV)")
+                                                  "or a file of the run's source format read with the run's data "
+                                                  "section: HDF5 (hdf5; registration: atlalign's layout), ROOT (root, "
+                                                  "track_detector), a folder of FITS cubes (fits_dirs, radio_cubes)")
+    p.add_argument("--output", required=True, help="where to write the predictions, never over an existing file: "
+                                                   ".npz, .h5 or .root by its suffix, else the input's format; a "
+                                                   "folder for a folder input (one FITS cube per input cube, or a "
+                                                   "parameters CSV)")
     p.add_argument("--channels", choices=("last", "first"), help="image layout in --input (default: the run's)")
     p.add_argument("--checkpoint", help="checkpoint file (default: best.ckpt, or last.ckpt when "
                                         "train.restore_best_weights is false)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", parents=[sub_common],
-                       help="write a run's trained net: architecture and weights in one .pt, or apart")
+                       help="write a run's trained net: a deepscope .pt (default), ONNX, TorchScript or an "
+                            "ExportedProgram with its preprocessing metadata (docs/export.md)")
     p.add_argument("run", help="run folder (runs/<name>)")
-    p.add_argument("output", help="path without extension: <output>.pt, or <output>.yaml + <output>.weights.pt")
-    p.add_argument("--separate", action="store_true", help="architecture (.yaml) and weights (.weights.pt) apart")
+    p.add_argument("output", help="path without extension: <output>.pt, or <output>.yaml + <output>.weights.pt; "
+                                  "other formats: <output>.onnx / .pt / .pt2 and the metadata <output>.json")
+    p.add_argument("--format", choices=("pt", "onnx", "torchscript", "exported-program"), default="pt",
+                   help="pt: architecture and weights for deepscope's load_model (default); onnx, torchscript, "
+                        "exported-program: the net alone, for onnxruntime or torch without deepscope")
+    p.add_argument("--separate", action="store_true", help="architecture (.yaml) and weights (.weights.pt) apart "
+                                                           "(--format pt only)")
     p.add_argument("--checkpoint", help="checkpoint file (default: best.ckpt, or last.ckpt when "
                                         "train.restore_best_weights is false)")
     p.add_argument("--force", action="store_true", help="replace files that exist")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("report", parents=[sub_common],
+                       help="write a run's (or a study's) report.html, or compare runs side by side",
+                       description="One folder: write <folder>/report.html for a run, the folder of a phased "
+                                   "experiment, or a study folder (deepscope tune). Several run folders: write a "
+                                   "page comparing them (config differences, final metrics, curves overlaid). "
+                                   "Reports are single HTML files that open offline (docs/reports.md).")
+    p.add_argument("folders", nargs="+", metavar="FOLDER", help="run folder(s) (runs/<name>), or one study folder")
+    p.add_argument("-o", "--output", metavar="OUT.html",
+                   help="the comparison's file (default: comparison.html here; several folders only)")
+    p.add_argument("--force", action="store_true", help="replace the comparison's file if it exists")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("simulate", parents=[sub_common], help="write a simulated data file")
     simulators = p.add_subparsers(dest="simulator", metavar="SIMULATOR", required=True)

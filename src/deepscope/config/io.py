@@ -14,7 +14,7 @@ from pydantic import BaseModel, Tag, ValidationError
 
 from deepscope.errors import ConfigError, did_you_mean
 
-__all__ = ["apply_overrides", "dump_yaml", "format_errors", "load_config", "read_yaml", "to_dict"]
+__all__ = ["apply_overrides", "dump_yaml", "format_errors", "load_config", "read_yaml", "set_path", "to_dict"]
 
 SECTIONS_HINT = "a mapping with the sections name, seed, data, model, train, log"
 
@@ -191,22 +191,34 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[st
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"override '{item}': expected key.path=value (e.g. train.epochs=3)")
-        node = out
-        parts = key.split(".")
-        for i, part in enumerate(parts[:-1]):
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                # 'str or config dict' fields: 'optimizer=adam' then 'optimizer.config.lr=...'
-                if isinstance(child, str) and parts[i + 1] in ("config", "class_name"):
-                    child = node[part] = {"class_name": child, "config": {}}
-                else:
-                    where = ".".join(parts[: i + 1])
-                    raise ConfigError(f"override '{item}': {where} is {child!r}, not a mapping")
-            node = child
-        node[parts[-1]] = _parse_value(value, item)
+        set_path(out, key, _parse_value(value, item), where=f"override '{item}'")
     return out
+
+
+def set_path(raw: dict[str, Any], key: str, value: Any, where: str | None = None) -> None:
+    """Set ``key.sub`` in a raw config dict, in place, creating mappings on the way.
+
+    A DeepCalo "str or config dict" value (``optimizer: adam``) becomes ``{class_name: adam, config: {}}``
+    when a key under it is set (``optimizer.config.lr``).
+
+    Raises:
+        ConfigError: the path descends into a value that is not a mapping (``where`` names the source).
+    """
+    node = raw
+    parts = key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            # 'str or config dict' fields: 'optimizer=adam' then 'optimizer.config.lr=...'
+            if isinstance(child, str) and parts[i + 1] in ("config", "class_name"):
+                child = node[part] = {"class_name": child, "config": {}}
+            else:
+                at = ".".join(parts[: i + 1])
+                raise ConfigError(f"{where or key}: {at} is {child!r}, not a mapping")
+        node = child
+    node[parts[-1]] = value
 
 
 def _deep_copy(value: Any) -> Any:

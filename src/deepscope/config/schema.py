@@ -19,6 +19,7 @@ from deepscope.config.log import LogConfig
 from deepscope.config.model import CombinedParams, ModelConfig
 from deepscope.config.phases import PhaseConfig
 from deepscope.config.train import TrainConfig
+from deepscope.config.tune import TuneConfig
 
 __all__ = ["ExperimentConfig", "CHECKS"]
 
@@ -42,6 +43,8 @@ class ExperimentConfig(StrictModel):
     phases: list[PhaseConfig] = Field(
         default_factory=list, description="train in phases, each a run folder <log.dir>/<name>/<phase> "
                                           "(the phased task family, docs/phases.md); empty: one run")
+    tune: TuneConfig | None = Field(None, description="a hyperparameter search over this config (deepscope tune, "
+                                                      "docs/tune.md); deepscope train ignores it")
 
     @model_validator(mode="before")
     @classmethod
@@ -261,6 +264,29 @@ def check_device_list_needs_gpus(cfg: ExperimentConfig) -> str | None:
     return None
 
 
+def check_tune(cfg: ExperimentConfig) -> str | None:
+    """``tune``: the judged metric is logged on a validation split, and no searched key is one the trials set."""
+    if cfg.tune is None:
+        return None
+    from deepscope.config.tune import tune_metric
+    from deepscope.errors import did_you_mean
+
+    for stage in cfg.tune.stage_list():
+        where = f"tune.stages.{stage.name}.space" if stage.name else "tune.space"
+        for path in stage.space:
+            if path.split(".")[0] in ("tune", "name") or path.startswith("log.dir"):
+                return f"{where}.{path}: set by each trial (its run folder); search other keys"
+    metric = tune_metric(cfg)
+    options = [f"val_{n}" for n in ("loss", *cfg.train.metrics)]
+    if metric not in options:
+        return (f"tune.metric: '{cfg.tune.metric}' is not logged on the validation split"
+                f"{did_you_mean(metric, options)} (logged: {', '.join(options)})")
+    split = getattr(cfg.data, "split", None)
+    if split is not None and not split.val:
+        return "tune: trials are judged on the validation split, but data.split.val is 0; give it a fraction"
+    return None
+
+
 CHECKS: list[Callable[[ExperimentConfig], str | None]] = [
     check_target_standardization,
     check_device_list_needs_gpus,
@@ -272,4 +298,5 @@ CHECKS: list[Callable[[ExperimentConfig], str | None]] = [
     check_lr_given_once,
     check_auto_lr_alone,
     check_lr_finder_suggestion_target,
+    check_tune,
 ]

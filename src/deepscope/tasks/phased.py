@@ -192,7 +192,8 @@ class PhasedFamily(TaskFamily):
                     log.info(f"phase {i + 1}/{len(cfg.phases)} {phase.name}"
                              f"{' (view ' + view + ')' if view else ''}"
                              f"{': built from ' + ', '.join(built_from) if built_from else ''}")
-                    result = Experiment(derived).train_run()
+                    last_phase = i == len(cfg.phases) - 1  # the run whose metrics are the experiment's
+                    result = Experiment(derived, callbacks=experiment.callbacks if last_phase else ()).train_run()
                     retrained.add(phase.name)
                 results[run_name] = result
                 runs.append({"run": str(result.run_dir), "view": view, "built_from": built_from,

@@ -23,7 +23,6 @@ from deepscope.config.model import pretrained_sections
 from deepscope.data.arrays import ArraySet
 from deepscope.data.dataset import BatchDataset, BatchIndexSampler, BatchLoader
 from deepscope.data.prepare import PreparedData, check_target_standardization, prepare_data, training_crop
-from deepscope.data.sources import read_npz_set
 from deepscope.data.spec import InputSpec
 from deepscope.data.standardize import Standardizer
 from deepscope.errors import CheckpointError, DataError, DeepscopeError, TrainingDiverged
@@ -59,7 +58,20 @@ class Interrupted(DeepscopeError):
 
 @dataclass
 class RunResult:
-    """What a finished training run left behind."""
+    """What a finished training run left behind.
+
+    Attributes:
+        run_dir: the run folder.
+        metrics: the final loss and metrics per split, ``{"val": {...}, "test": {...}}``, as in
+            ``final_metrics.json``.
+        checkpoint: the checkpoint the final metrics were computed with (``best.ckpt``, or ``last.ckpt``
+            with ``train.restore_best_weights: false``).
+        epochs: epochs completed.
+        resumed: whether this call resumed an existing run.
+        global_rank: ``0``; under DDP the process's global rank (only rank 0's result has ``metrics``
+            and ``checkpoint``).
+        phases: phased experiments: each phase run's result, by phase name.
+    """
 
     run_dir: Path
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -142,14 +154,18 @@ class Experiment:
         config: YAML path, dict or :class:`ExperimentConfig`.
         data: in-memory arrays (DeepCalo layout) for ``data.source: arrays``.
         overrides: ``key.path=value`` strings applied to the config.
+        callbacks: Lightning callbacks added to the trainer of every run this experiment trains (of a
+            phased experiment: its last phase's run), e.g. ``deepscope tune``'s pruning callback.
 
     Example:
         >>> result = Experiment("configs/digits.yaml", overrides=["train.epochs=3"]).train()
     """
 
-    def __init__(self, config: Any, data: Any = None, overrides: list[str] | tuple[str, ...] = ()) -> None:
+    def __init__(self, config: Any, data: Any = None, overrides: list[str] | tuple[str, ...] = (),
+                 callbacks: list[L.Callback] | tuple[L.Callback, ...] = ()) -> None:
         self.cfg: ExperimentConfig = load_config(config, overrides)
         self.data = data
+        self.callbacks = list(callbacks)
 
     def train(self, new_version: bool = False) -> RunResult:
         """Train (or resume) and fill the run folder: what the config's task family runs, one run folder
@@ -210,7 +226,7 @@ class Experiment:
         loaders = {"train_dataloaders": train_loader}
         if val_loader is not None:
             loaders["val_dataloaders"] = val_loader
-        callbacks: list[L.Callback] = [LRLog(run.lr_log)]
+        callbacks: list[L.Callback] = [LRLog(run.lr_log), *self.callbacks]
         if processes > 1:
             # Lightning calls every callback at every hook of every step (about 5 µs each on a CPU):
             # a single process is left without the ones it does not need
@@ -327,6 +343,9 @@ class Experiment:
             if cfg.train.lr_schedule is not None or cfg.train.warmup is not None:
                 plots.lr_schedule_figure(run.lr_log, run.figures / "lr_schedule.png")
         atomic_write_text(run.path / "final_metrics.json", json.dumps(metrics, indent=2))
+        from deepscope.reports import report_after_training
+
+        report_after_training(run.path, prepared.sizes())  # report.html; a failure is a warning, never the run's
         return metrics
 
 
@@ -404,7 +423,23 @@ def _figure_reader(prepared: PreparedData, split: str, result: dict[str, np.ndar
 
 def train(config: Any, data: Any = None, overrides: list[str] | tuple[str, ...] = (),
           new_version: bool = False) -> RunResult:
-    """Train from a config (path, dict or model); see :class:`Experiment`."""
+    """Train from a config (path, dict or model), or resume its run; see :class:`Experiment`.
+
+    Args:
+        config: YAML path, dict or :class:`ExperimentConfig`.
+        data: in-memory arrays (DeepCalo layout) for ``data.source: arrays``.
+        overrides: ``key.path=value`` strings applied to the config.
+        new_version: start a new run folder beside an existing one (``--new-version``).
+
+    Returns:
+        The run folder, the final metrics and the checkpoint they come from.
+
+    Raises:
+        ConfigError, DataError: before anything is written.
+        RunInUse: another process writes the run folder; nothing was touched.
+        TrainingDiverged: NaN/inf loss; the last good checkpoint is kept.
+        Interrupted: Ctrl-C / SIGTERM; ``last.ckpt`` was saved first.
+    """
     return Experiment(config, data, overrides).train(new_version=new_version)
 
 
@@ -444,6 +479,20 @@ def evaluate(run_dir: str | Path, split: str = "test", data: Any = None,
     The checkpoint is best.ckpt (last.ckpt when ``train.restore_best_weights`` is false), unless
     ``checkpoint`` names one. Writes ``evaluation/<split>_metrics.json`` in the run folder. ``overrides`` change the stored config
     for this evaluation only (e.g. ``data.path=other.npz``).
+
+    Args:
+        run_dir: the run folder.
+        split: ``"test"``, ``"val"`` or ``"train"``.
+        data: the in-memory arrays again, for a run trained on ``data.source: arrays``.
+        checkpoint: a checkpoint file to use instead of the run's own.
+        overrides: ``key.path=value`` strings applied to the stored config for this call.
+
+    Returns:
+        ``samples`` (the number of samples), ``loss`` and each configured metric.
+
+    Raises:
+        DataError: the data is missing (in-memory arrays not passed again) or has no such split.
+        CheckpointError: the run folder or its checkpoint is missing or damaged.
     """
     quiet_lightning()
     loaded = _load_run(run_dir, checkpoint, overrides)
@@ -468,96 +517,39 @@ def evaluate(run_dir: str | Path, split: str = "test", data: Any = None,
 def predict(run_dir: str | Path, input_path: str | Path, output_path: str | Path,
             channels: str | None = None, checkpoint: str | Path | None = None,
             overrides: Any = ()) -> dict[str, np.ndarray]:
-    """Apply a trained run to new data in an ``.npz`` file and write the predictions.
+    """Apply a trained run to new data and write the predictions (:mod:`deepscope.evaluation.predict_io`).
 
-    The run's saved standardization is applied; targets in the input are optional (and, when
-    present, are copied to the output).
+    The input is an ``.npz`` file or a file of the run's source format (HDF5, ROOT, a folder of FITS
+    cubes), read with the run's own data section; the whole file is predicted. The output is written
+    in the format its suffix names (``.npz``, ``.h5``, ``.root``), else in the input's; an existing
+    output is refused. The run's saved standardization is applied; targets in the input are
+    optional (and, when present, are copied to the output).
+
+    Args:
+        run_dir: the run folder.
+        input_path: the ``.npz`` file of samples (or the source's own file or folder format, when the run's
+            data source reads one).
+        output_path: where the predictions are written (never over an existing file).
+        channels: ``"last"`` or ``"first"``: overrides the run's ``data.channels`` for the input.
+        checkpoint: a checkpoint file to use instead of the run's own.
+        overrides: ``key.path=value`` strings applied to the stored config for this call.
+
+    Returns:
+        ``predictions``, ``probabilities`` (classification), ``index``, and ``targets`` /
+        ``sample_weights`` / the per-sample ``loss`` when the input has targets.
 
     Raises:
-        DataError: the input does not match the inputs the model was trained on.
+        DataError: a missing, corrupt or unreadable input, a format the run does not read, a missing
+            dataset or branch, inputs that do not match the ones the model was trained on, or an
+            existing output.
     """
+    from deepscope.evaluation.predict_io import predict_path
+
     quiet_lightning()
     loaded = _load_run(run_dir, checkpoint, overrides)
-    from deepscope.components import SOURCES
-
-    predict_file = SOURCES.entry(loaded.cfg.data.source).meta.get("predict_file")
-    if predict_file and Path(input_path).suffix.lower() in (".h5", ".hdf5", ".hdf"):  # e.g. registration files
-        import importlib
-
-        module, _, attr = predict_file.partition(":")
-        weights = Path(checkpoint) if checkpoint else loaded.run.weights_for_evaluation(
-            loaded.cfg.train.restore_best_weights)
-        return getattr(importlib.import_module(module), attr)(
-            loaded, Path(input_path), Path(output_path), _eval_batch_size(loaded.cfg, loaded.spec), weights)
-    if Path(input_path).is_dir():
-        return _predict_folder(loaded, Path(input_path), Path(output_path), checkpoint)
-    store = read_npz_set(input_path, channels or loaded.cfg.data.channels, require_targets=False)
-    if isinstance(store, dict):
-        raise DataError(f"{input_path}: holds split sets ({', '.join(store)}); give one set of samples to predict")
-    _check_matches_spec(store, loaded.spec, str(input_path))
-    if loaded.spec.target_kind == "label" and store.targets is not None and not np.issubdtype(store.targets.dtype, np.integer):
-        store.targets = store.targets.astype(np.int64)
-    result = predict_store(loaded.net, loaded.task, store, np.arange(len(store)), loaded.standardizer,
-                           batch_size=_eval_batch_size(loaded.cfg, loaded.spec),
-                           loss=family_for(loaded.cfg).loss(loaded.cfg, loaded.task))
-    save_predictions(result, Path(output_path))
-    return result
-
-
-def _predict_folder(loaded: _Loaded, input_dir: Path, output_dir: Path,
-                    checkpoint: str | Path | None) -> dict[str, Any]:
-    """Predict every file of a folder with the writer of the run's data source (FITS cubes in, FITS
-    cubes or a parameters CSV out, headers kept)."""
-    import datetime
-
-    from deepscope import __version__
-    from deepscope.components import SOURCES
-    from deepscope.evaluation.predict import forward_whole
-
     cfg = loaded.cfg
-    entry = SOURCES.entry(cfg.data.source)
-    if "predict" not in entry.meta:
-        raise DataError(f"--input {input_dir} is a folder, but runs on data.source '{cfg.data.source}' predict from "
-                        "an .npz file")
-    module, _, attr = entry.meta["predict"].partition(":")
-    import importlib
-
-    write = getattr(importlib.import_module(module), attr)
-    net, task, spec, standardizer = loaded.net, loaded.task, loaded.spec, loaded.standardizer
-    name = next(iter(spec.images))
-    net.eval()
-
-    @torch.inference_mode()
-    def predict_fn(images: np.ndarray) -> np.ndarray:
-        batch = standardizer.transform({"images": {name: np.asarray(images, np.float32)}})
-        inputs = {"images": {name: torch.from_numpy(np.ascontiguousarray(batch["images"][name]))}}
-        out = task.shape_output(forward_whole(net, spec, inputs))
-        return task.predictions(out.float().numpy())["predictions"]
-
     weights = Path(checkpoint) if checkpoint else loaded.run.weights_for_evaluation(cfg.train.restore_best_weights)
-    provenance = {"run": str(loaded.run.path), "checkpoint": str(weights), "version": f"deepscope {__version__}",
-                  "config": str(loaded.run.config),
-                  "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    paths = write(cfg.data, input_dir, output_dir, predict_fn, provenance)
-    return {"files": [str(p) for p in paths]}
+    return predict_path(loaded, Path(input_path), Path(output_path), weights, channels=channels,
+                        batch_size=_eval_batch_size(cfg, loaded.spec), loss=family_for(cfg).loss(cfg, loaded.task))
 
 
-def _check_matches_spec(store: Any, spec: InputSpec, where: str) -> None:
-    for name, image in spec.images.items():
-        if name not in store.images:
-            raise DataError(f"{where}: image '{name}' is missing (the model takes: {', '.join(spec.images)})")
-        got = store.images[name].shape[1:]
-        want = (image.channels, *image.spatial)
-        if tuple(got) != want:
-            raise DataError(f"{where}: image '{name}' has per-sample shape (C, ...) = {tuple(got)} but the model "
-                            f"was trained on {want}; check --channels (first/last)")
-    for key, want in (("scalars", spec.scalars), ("tracks", spec.tracks)):
-        have = getattr(store, key)
-        if want and have is None:
-            raise DataError(f"{where}: '{key}' is missing; the model was trained with {key}")
-        if key == "scalars" and want and have.shape[1] != want:
-            raise DataError(f"{where}: scalars have {have.shape[1]} features; the model takes {want}")
-        if key == "tracks" and want and have.shape[2] != want[1]:
-            raise DataError(f"{where}: tracks have {have.shape[2]} features; the model takes {want[1]}")
-    if spec.multiply_output_with and store.multiply_output_with is None:
-        raise DataError(f"{where}: 'multiply_output_with' is missing; the model's output is multiplied by it")

@@ -239,8 +239,10 @@ def open_run(cfg: Any, new_version: bool = False, folder: str | Path | None = No
 
 
 def run_config(cfg: Any, run: RunDir) -> dict[str, Any]:
-    """The resolved config as stored in ``run``; its name is the folder's (``x-2`` for versions)."""
+    """The resolved config as stored in ``run``; its name is the folder's (``x-2`` for versions). A ``tune``
+    section is left out: it describes a search over runs, not this run (``deepscope tune``)."""
     resolved = to_dict(cfg)
+    resolved.pop("tune", None)
     resolved["name"] = run.path.name
     return resolved
 

@@ -1,0 +1,200 @@
+"""``deepscope tune``: a hyperparameter search (Optuna) whose trials are ordinary run folders.
+
+The config's ``tune`` section names the search space by dotted config paths, the budget (the study's
+total ``n_trials``), the sampler, the pruner and the storage (docs/tune.md). The study folder,
+``<log.dir>/studies/<study>/``, holds::
+
+    study.db            the default storage (SQLite; tune.storage may name a journal file or a server)
+    trials/trial-0000/  one run folder per trial (inspect, evaluate, export or resume it like any run)
+    trials.csv          number, state, value, duration, run, error and the searched values of every trial
+    study.json          the metric, its direction, the counts by state and the best trial
+    best_config.yaml    the config with the best trial's values: deepscope train best_config.yaml
+    figures/            optimisation history, parameter importances, parallel coordinates
+    report.html         all of the above on one page
+
+A staged search (``tune.stages``, DeepFocus' advice: the architecture first, then the training keys
+with it fixed) keeps each stage in ``stages/<stage>/`` with the same files and its own study
+``<study>.<stage>`` in the same storage.
+
+Example:
+    >>> result = deepscope.tune("configs/digits_tune.yaml")
+    >>> result.best_value, result.best_config
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deepscope.config import load_config
+from deepscope.config.tune import tune_metric
+from deepscope.errors import ConfigError
+
+__all__ = ["TuneResult", "tune"]
+
+log = logging.getLogger("deepscope")
+
+
+@dataclass
+class TuneResult:
+    """What a worker leaves when its study (or its share of it) is done.
+
+    Attributes:
+        folder: the study folder.
+        metric: the validation value trials are judged by, and ``direction`` (minimize / maximize).
+        best_value: the best trial's value (``None`` when no trial completed).
+        best_params: its searched values, by dotted path (of every stage, for a staged search).
+        best_config: the path of ``best_config.yaml`` (``None`` when no trial completed).
+        counts: trials by state (COMPLETE, PRUNED, FAIL, RUNNING, WAITING) over every stage.
+    """
+
+    folder: Path
+    metric: str
+    direction: str
+    best_value: float | None = None
+    best_number: int | None = None
+    best_params: dict[str, Any] = field(default_factory=dict)
+    best_config: Path | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def study_folder(cfg: Any) -> Path:
+    """``<log.dir>/studies/<study>``; the study's name is ``tune.study`` or the config's name."""
+    return Path(cfg.log.dir) / "studies" / (cfg.tune.study or cfg.name)
+
+
+def _direction(cfg: Any, metric: str) -> str:
+    if cfg.tune.direction is not None:
+        return cfg.tune.direction
+    from deepscope.training.task import monitor_mode
+
+    return "maximize" if monitor_mode(metric) == "max" else "minimize"
+
+
+def _open_study(name: str, storage: Any, direction: str, metric: str) -> Any:
+    import optuna
+
+    study = optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True)
+    if study.direction.name.lower() != direction:
+        raise ConfigError(f"tune: study '{name}' in this storage was made to {study.direction.name.lower()} and this "
+                          f"config asks to {direction}; give tune.study a new name to start another study")
+    recorded = study.user_attrs.get("metric")
+    if recorded is None:
+        study.set_user_attr("metric", metric)
+    elif recorded != metric:
+        raise ConfigError(f"tune.metric: study '{name}' judges trials by {recorded}, this config by {metric}; give "
+                          "tune.study a new name to start another study")
+    return study
+
+
+def tune(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> TuneResult:
+    """Run (or join, or resume) the study a config's ``tune`` section describes, in this process.
+
+    Start it in several processes at once, on several machines sharing a filesystem or a database, to
+    share the work; each stops once the study holds ``tune.n_trials`` finished trials.
+
+    Args:
+        config: YAML path, dict or :class:`~deepscope.config.ExperimentConfig` with a ``tune`` section.
+        overrides: ``key.path=value`` strings applied to the config first.
+
+    Returns:
+        The study's best trial and counts (:class:`TuneResult`).
+
+    Raises:
+        ConfigError: no ``tune`` section, a search space the config has no place for, a storage that
+            cannot be opened, a study in that storage with another metric or direction.
+        Interrupted: Ctrl-C; the running trial is queued again and resumes with the next worker.
+    """
+    import optuna
+
+    from deepscope.training.trainer import quiet_lightning
+    from deepscope.tuning.outputs import best_values, write_outputs, write_root_outputs
+    from deepscope.tuning.space import apply_values, check_space
+    from deepscope.tuning.storage import make_pruner, make_sampler, open_storage, storage_url
+    from deepscope.tuning.study import Stage, StageFolder, ask_lock, base_config, check_workers, run_stage, \
+        tally, wait_until_settled
+
+    cfg = load_config(config, overrides)
+    if cfg.tune is None:
+        raise ConfigError("tune: the config has no tune section; add one, e.g.\n"
+                          "tune:\n  space:\n    train.lr: {float: [1.0e-4, 1.0e-1], log: true}\n  n_trials: 20")
+    check_workers(cfg)
+    quiet_lightning()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    tcfg = cfg.tune
+    root = study_folder(cfg)
+    url = storage_url(tcfg, root)
+    metric = tune_metric(cfg)
+    direction = _direction(cfg, metric)
+    base = base_config(cfg)
+    specs = tcfg.stage_list()
+    for spec in specs:  # every stage's space, before the first trial of the first
+        where = f"tune.stages.{spec.name}.space" if spec.name else "tune.space"
+        check_space(base, spec.space, where)
+        make_sampler(tcfg, spec, 0, where)  # grid / cmaes refuse spaces they cannot search
+    root.mkdir(parents=True, exist_ok=True)
+    storage = open_storage(url)
+    name = tcfg.study or cfg.name
+    log.info(f"study '{name}' in {url}: {metric} ({direction}), sampler {tcfg.sampler}, pruner {tcfg.pruner}; "
+             f"folder {root}")
+    stages: list[Stage] = []
+    best_params: dict[str, Any] = {}
+    for i, spec in enumerate(specs):
+        study_name = f"{name}.{spec.name}" if spec.name else name
+        where = f"tune.stages.{spec.name}.space" if spec.name else "tune.space"
+        lock = ask_lock(root)
+        try:  # worker k of the study seeds its sampler with seed + k: two workers never draw alike
+            study = _open_study(study_name, storage, direction, metric)
+            worker = int(study.user_attrs.get("workers", 0))
+            study.set_user_attr("workers", worker + 1)
+        finally:
+            lock.release()
+        seed = (tcfg.seed if tcfg.seed is not None else cfg.seed) + worker
+        study = optuna.load_study(study_name=study_name, storage=storage,
+                                  sampler=make_sampler(tcfg, spec, seed, where),
+                                  pruner=make_pruner(tcfg, cfg.train.epochs))
+        folder = StageFolder(root / "stages" / spec.name if spec.name else root)
+        stage = Stage(study, spec, tcfg, base, folder, root, metric, direction, where, storage_url=url)
+        if spec.name:
+            log.info(f"stage {i + 1}/{len(specs)} '{spec.name}': {', '.join(spec.space)}"
+                     + (f" (fixed: {', '.join(best_params)})" if best_params else ""))
+        run_stage(stage)
+        stages.append(stage)
+        if i + 1 < len(specs):
+            wait_until_settled(stage)
+            if tally(study.get_trials(deepcopy=False))["WAITING"]:
+                run_stage(stage)  # trials of dead workers, queued again
+                wait_until_settled(stage)
+            write_outputs(stage, figures=True)
+            found = best_values(stage)
+            if found is None:
+                raise ConfigError(f"tune.stages.{spec.name}: no trial completed, so the next stage has no best "
+                                  f"values to start from; see {folder.csv}")
+            best_params.update(found)
+            base = apply_values(base, found)
+    if len(stages) > 1 or specs[0].name:
+        write_root_outputs(root, stages)
+    return _result(root, stages, metric, direction, best_params)
+
+
+def _result(root: Path, stages: list[Any], metric: str, direction: str, earlier: dict[str, Any]) -> TuneResult:
+    from deepscope.tuning.outputs import best_values
+    from deepscope.tuning.study import tally
+
+    last = stages[-1]
+    counts: dict[str, int] = {}
+    for stage in stages:
+        for key, n in tally(stage.study.get_trials(deepcopy=False)).items():
+            counts[key] = counts.get(key, 0) + n
+    result = TuneResult(root, metric, direction, counts=counts)
+    try:
+        best = last.study.best_trial
+    except ValueError:
+        return result
+    result.best_value, result.best_number = best.value, best.number
+    result.best_params = {**earlier, **(best_values(last) or {})}
+    path = root / "best_config.yaml"
+    result.best_config = path if path.exists() else None
+    return result
