@@ -20,8 +20,11 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
+docs: setup
+	$(BIN)/python -m mkdocs build --strict -d site
+
 bench: setup
 	$(BIN)/python bench/overhead.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs site test-artefacts .pytest_cache

@@ -220,3 +220,34 @@ def test_cli_tune_reports_the_best_trial_and_refuses_bad_configs_with_exit_2(run
     path.write_text(yaml.safe_dump(_config(runs_dir, storage="journal:///")))
     assert main(["tune", str(path)]) == 2
     assert "expected a file after journal:///" in capsys.readouterr().err
+
+
+def test_a_worker_killed_mid_trial_leaves_a_trial_that_the_next_worker_resumes_from_its_checkpoint(runs_dir, tmp_path):
+    import signal
+    import time
+
+    cfg = _config(runs_dir, n_trials=1)
+    cfg["data"]["n_samples"] = 600
+    cfg["train"].update(epochs=30, batch_size=8)
+    path = tmp_path / "tune.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    worker = subprocess.Popen([sys.executable, "-m", "deepscope", "tune", str(path)], cwd=tmp_path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = runs_dir / "studies" / "search" / "trials" / "trial-0000"
+    deadline = time.monotonic() + 240
+    while not (run / "checkpoints" / "last.ckpt").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    worker.send_signal(signal.SIGKILL)  # no chance to clean up: the trial stays RUNNING in the storage
+    worker.wait(timeout=30)
+    assert (run / "checkpoints" / "last.ckpt").exists()
+    trained_before = len((run / "metrics.csv").read_text().splitlines()) - 1
+    assert 1 <= trained_before < 30
+
+    result = tune(cfg)  # the same config: the killed trial's run resumes
+    trials = _study(runs_dir / "studies" / "search", "search").trials
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
+    assert "worker died" in trials[0].user_attrs["error"] and trials[1].user_attrs["run"] == "trial-0000"
+    epochs = [int(line.split(",")[0]) for line in (run / "metrics.csv").read_text().splitlines()[1:]]
+    assert epochs == sorted(set(epochs)) and epochs[0] == 0  # resumed: one row per epoch, none trained twice
+    assert result.counts["finished"] == 1 and result.best_number == 1
