@@ -288,7 +288,7 @@ def bench_unet(args: argparse.Namespace, sampler: UtilisationSampler) -> list[di
         rows.append({"workload": "unet3d", "setting": label, "samples_per_s": rate,
                      "gpu_util": sampler.mean([(start, end)]), "peak_gib": peak})
         print(f"unet3d    {label:38s} {rate:10.2f} samples/s", flush=True)
-        del net, opt
+        net = opt = None  # frees the GPU memory before the next setting (step() shares these cells)
     return rows
 
 

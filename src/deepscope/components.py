@@ -425,16 +425,16 @@ METRICS.declare("recall", _M + "recall", task="classification", per_column=True,
                 doc="recall per label or class, logged as recall_<label>; the mean as recall")
 METRICS.declare("f1", _M + "f1", aliases=("f1_score", "f_score"), task="classification", per_column=True,
                 input="classes", doc="F1 per label or class, logged as f1_<label>; the mean as f1")
-METRICS.declare("exact_match", _M + "exact_match", aliases=("subset_accuracy", "exact_match_ratio"),
+METRICS.declare("exact_match", _M + "exact_match", maximize=True, aliases=("subset_accuracy", "exact_match_ratio"),
                 task="classification", input="classes",
                 doc="fraction of samples with every label right (multi-label, after train.thresholds)")
 METRICS.declare("hamming_loss", _M + "hamming_loss", aliases=("hamming",), task="classification", input="classes",
                 doc="fraction of wrong labels over all samples and labels (multi-label, after train.thresholds)")
-METRICS.declare("hit_efficiency", _M + "hit_efficiency", aliases=("efficiency",), task="classification",
+METRICS.declare("hit_efficiency", _M + "hit_efficiency", maximize=True, aliases=("efficiency",), task="classification",
                 input="classes", dense=True,
                 doc="clustering (0/1 images of one track's hits): per sample the fraction of the true hits "
                     "predicted, averaged over samples with a track")
-METRICS.declare("hit_purity", _M + "hit_purity", aliases=("purity",), task="classification", input="classes",
+METRICS.declare("hit_purity", _M + "hit_purity", maximize=True, aliases=("purity",), task="classification", input="classes",
                 dense=True,
                 doc="clustering: per sample the fraction of the predicted hits that are the track's, averaged over "
                     "samples with a prediction")

@@ -130,3 +130,23 @@ def test_tune_section_is_not_part_of_a_run_config(runs_dir):
 
     cfg = load_config(small_config(runs_dir, tune={"space": {"train.lr": {"float": [1e-3, 1e-2]}}}))
     assert "tune" not in run_config(cfg, RunDir(runs_dir / "t"))
+
+
+def test_a_condition_on_a_key_that_does_not_exist_is_refused_before_any_trial(runs_dir):
+    space = _space({"train.optimizer.config.momentum": {"float": [0.5, 0.99], "when": {"train.optimiser": "sgd"}}})
+    with pytest.raises(ConfigError, match="'train.optimiser' is neither an earlier entry of the space nor a key"):
+        check_space(_base(runs_dir), space, "tune.space")
+
+
+def test_a_condition_reads_a_component_in_its_short_form(runs_dir):
+    base = _base(runs_dir)
+    assert base["train"]["optimizer"] == "adam"  # small_config gives the short form
+    space = _space({"train.lr": {"float": [1e-3, 1e-2], "when": {"train.optimizer.class_name": "adam"}}})
+    check_space(base, space, "tune.space")
+    assert sample(optuna.trial.FixedTrial({"train.lr": 0.002}), space, base) == {"train.lr": 0.002}
+
+
+def test_a_stepped_float_is_written_as_the_step_gives_it(runs_dir):
+    space = _space({"model.top.dropout": {"float": [0.0, 0.5], "step": 0.1}})
+    study = optuna.create_study(sampler=optuna.samplers.GridSampler({"model.top.dropout": [0.30000000000000004]}))
+    assert sample(study.ask(), space, _base(runs_dir)) == {"model.top.dropout": 0.3}

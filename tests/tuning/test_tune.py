@@ -159,6 +159,7 @@ def test_staged_search_fixes_the_first_stage_best_for_the_second(runs_dir):
         {"name": "architecture", "n_trials": 2, "space": {"model.cnn.block_depths": {"choice": [[1], [1, 1]]}}},
         {"name": "training", "n_trials": 2, "space": LR}])
     cfg["tune"]["sampler"] = "grid"
+    del cfg["tune"]["n_trials"]  # each stage has its own
     cfg["tune"]["stages"][1]["space"] = {"train.batch_size": {"int": [16, 32], "step": 16}}
     result = tune(cfg)
     root = runs_dir / "studies" / "search"
@@ -251,3 +252,32 @@ def test_a_worker_killed_mid_trial_leaves_a_trial_that_the_next_worker_resumes_f
     epochs = [int(line.split(",")[0]) for line in (run / "metrics.csv").read_text().splitlines()[1:]]
     assert epochs == sorted(set(epochs)) and epochs[0] == 0  # resumed: one row per epoch, none trained twice
     assert result.counts["finished"] == 1 and result.best_number == 1
+
+
+def test_any_exception_of_a_trial_fails_that_trial_and_the_study_goes_on(runs_dir, monkeypatch):
+    from deepscope.training.experiment import Experiment
+
+    real, calls = Experiment.train, []
+
+    def flaky(self, new_version=False):
+        calls.append(self.cfg.name)
+        if len(calls) == 1:
+            raise TypeError("unsupported operand type(s) for +: 'NoneType' and 'int'")
+        return real(self, new_version)
+
+    monkeypatch.setattr(Experiment, "train", flaky)
+    result = tune(_config(runs_dir))
+    rows = _rows(runs_dir / "studies" / "search")
+    assert [r["state"] for r in rows] == ["FAIL", "COMPLETE"]
+    assert rows[0]["error"] == "TypeError: unsupported operand type(s) for +: 'NoneType' and 'int'"
+    assert result.counts["finished"] == 2
+
+
+def test_a_study_folder_that_cannot_be_made_is_exit_2(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    path = tmp_path / "tune.yaml"
+    path.write_text(yaml.safe_dump(_config(blocker / "runs")))
+    assert main(["tune", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "log.dir: cannot create the study folder" in err and "Traceback" not in err

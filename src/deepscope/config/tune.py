@@ -29,6 +29,7 @@ __all__ = ["SAMPLERS", "PRUNERS", "SpaceEntry", "TuneStage", "TuneConfig", "tune
 SAMPLERS = ("tpe", "gp", "random", "grid", "cmaes")
 PRUNERS = ("median", "hyperband", "none")
 STUDY_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+DEFAULT_TRIALS = 20
 
 
 class SpaceEntry(StrictModel):
@@ -119,9 +120,11 @@ class TuneConfig(StrictModel):
     space: dict[str, SpaceEntry] = Field(
         default_factory=dict, description="dotted config path -> {float: [low, high]} or {int: [low, high]} (with "
                                           "log, step), or {choice: [...]}; each may have when: {path: value}")
-    n_trials: int = Field(20, ge=1, description="the study's total number of finished trials (complete, pruned or "
-                                                "failed): every worker stops once the study holds that many")
-    timeout: float | None = Field(None, gt=0, description="seconds after which this worker starts no new trial")
+    n_trials: int | None = Field(
+        None, ge=1, description="the study's total number of finished trials (complete, pruned or failed): every "
+                                "worker stops once the study holds that many; default 20 (with stages: each stage's)")
+    timeout: float | None = Field(None, gt=0, description="seconds after which this worker starts no new trial (over "
+                                                          "all stages)")
     study: str | None = Field(None, pattern=STUDY_NAME, max_length=120,
                               description="the study's name (default: the config's name); its folder is "
                                           "<log.dir>/studies/<study>")
@@ -147,9 +150,10 @@ class TuneConfig(StrictModel):
     stages: list[TuneStage] = Field(
         default_factory=list, description="a staged search (DeepFocus): each stage searches its own space with the "
                                           "best keys of the earlier stages fixed; replaces space and n_trials")
-    stale_after: float = Field(600.0, gt=0, description="seconds without a heartbeat after which a running trial "
+    stale_after: float = Field(600.0, ge=90, description="seconds without a heartbeat after which a running trial "
                                                         "of another host counts as dead (failed and re-queued); "
-                                                        "on this host a dead process is seen at once")
+                                                        "on this host a dead process is seen at once. At least "
+                                                        "90: trials beat every 30 s")
 
     @field_validator("storage")
     @classmethod
@@ -168,6 +172,8 @@ class TuneConfig(StrictModel):
     def _stages_or_space(self) -> TuneConfig:
         if self.stages and self.space:
             raise fail("stages", "give either tune.space or tune.stages (each stage has its own space), not both")
+        if self.stages and self.n_trials is not None:
+            raise fail("stages", "tune.n_trials is not used with tune.stages: give each stage its n_trials")
         if not self.stages and not self.space:
             raise fail("space", "tune.space is empty; name at least one key to search, e.g. "
                                 "train.lr: {float: [1.0e-4, 1.0e-1], log: true}")
@@ -180,7 +186,8 @@ class TuneConfig(StrictModel):
         """The stages to run: ``stages``, or one unnamed stage made of ``space`` and ``n_trials``."""
         if self.stages:
             return list(self.stages)
-        return [TuneStage.model_construct(name="", space=self.space, n_trials=self.n_trials, timeout=self.timeout)]
+        return [TuneStage.model_construct(name="", space=self.space, n_trials=self.n_trials or DEFAULT_TRIALS,
+                                          timeout=None)]
 
 
 def tune_metric(cfg: Any) -> str:

@@ -192,8 +192,10 @@ class PhasedFamily(TaskFamily):
                     log.info(f"phase {i + 1}/{len(cfg.phases)} {phase.name}"
                              f"{' (view ' + view + ')' if view else ''}"
                              f"{': built from ' + ', '.join(built_from) if built_from else ''}")
-                    last_phase = i == len(cfg.phases) - 1  # the run whose metrics are the experiment's
-                    result = Experiment(derived, callbacks=experiment.callbacks if last_phase else ()).train_run()
+                    # the experiment's callbacks go to the run whose metrics are the experiment's: the last
+                    # phase's, when it is one run (each_view runs would report the same epochs twice)
+                    last_run = i == len(cfg.phases) - 1 and len(phase_runs(cfg, i)) == 1
+                    result = Experiment(derived, callbacks=experiment.callbacks if last_run else ()).train_run()
                     retrained.add(phase.name)
                 results[run_name] = result
                 runs.append({"run": str(result.run_dir), "view": view, "built_from": built_from,

@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,12 @@ def _direction(cfg: Any, metric: str) -> str:
     return "maximize" if monitor_mode(metric) == "max" else "minimize"
 
 
-def _open_study(name: str, storage: Any, direction: str, metric: str) -> Any:
+def _open_study(name: str, storage: Any, direction: str, metric: str, base: dict[str, Any]) -> Any:
+    import json
+
     import optuna
+
+    from deepscope.training.run import config_diff
 
     study = optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True)
     if study.direction.name.lower() != direction:
@@ -86,6 +91,15 @@ def _open_study(name: str, storage: Any, direction: str, metric: str) -> Any:
     elif recorded != metric:
         raise ConfigError(f"tune.metric: study '{name}' judges trials by {recorded}, this config by {metric}; give "
                           "tune.study a new name to start another study")
+    before = study.user_attrs.get("base_config")
+    if before is None:
+        study.set_user_attr("base_config", json.dumps(base))
+    else:
+        changed = config_diff(json.loads(before), base)
+        if changed:
+            keys = ", ".join(k for k, _, _ in changed[:8]) + (", ..." if len(changed) > 8 else "")
+            log.warning(f"study '{name}': the base config differs from the one the study started with ({keys}); "
+                        "the new trials train the new one, the earlier trials keep theirs")
     return study
 
 
@@ -110,12 +124,13 @@ def tune(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> TuneResult
     import optuna
 
     from deepscope.training.trainer import quiet_lightning
-    from deepscope.tuning.outputs import best_values, write_outputs, write_root_outputs
+    from deepscope.tuning.outputs import best_values, write_figures_and_report, write_root_outputs
     from deepscope.tuning.space import apply_values, check_space
-    from deepscope.tuning.storage import make_pruner, make_sampler, open_storage, storage_url
+    from deepscope.tuning.storage import display_url, make_pruner, make_sampler, storage_url
     from deepscope.tuning.study import Stage, StageFolder, ask_lock, base_config, check_workers, run_stage, \
-        tally, wait_until_settled
+        wait_until_settled
 
+    started = time.monotonic()
     cfg = load_config(config, overrides)
     if cfg.tune is None:
         raise ConfigError("tune: the config has no tune section; add one, e.g.\n"
@@ -134,40 +149,47 @@ def tune(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> TuneResult
         where = f"tune.stages.{spec.name}.space" if spec.name else "tune.space"
         check_space(base, spec.space, where)
         make_sampler(tcfg, spec, 0, where)  # grid / cmaes refuse spaces they cannot search
-    root.mkdir(parents=True, exist_ok=True)
-    storage = open_storage(url)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"log.dir: cannot create the study folder {root} ({exc.strerror})") from None
     name = tcfg.study or cfg.name
-    log.info(f"study '{name}' in {url}: {metric} ({direction}), sampler {tcfg.sampler}, pruner {tcfg.pruner}; "
-             f"folder {root}")
+    seed = tcfg.seed if tcfg.seed is not None else cfg.seed
+    log.info(f"study '{name}' in {display_url(url)}: {metric} ({direction}), sampler {tcfg.sampler}, pruner "
+             f"{tcfg.pruner}; folder {root}")
     stages: list[Stage] = []
     best_params: dict[str, Any] = {}
     for i, spec in enumerate(specs):
         study_name = f"{name}.{spec.name}" if spec.name else name
         where = f"tune.stages.{spec.name}.space" if spec.name else "tune.space"
         lock = ask_lock(root)
-        try:  # worker k of the study seeds its sampler with seed + k: two workers never draw alike
-            study = _open_study(study_name, storage, direction, metric)
-            worker = int(study.user_attrs.get("workers", 0))
+        try:  # workers started at once create the storage's tables one at a time
+            storage = _storage(url)
+            study = _open_study(study_name, storage, direction, metric, base)
+            worker = int(study.user_attrs.get("workers", 0))  # worker k seeds its sampler with seed + k
             study.set_user_attr("workers", worker + 1)
         finally:
             lock.release()
-        seed = (tcfg.seed if tcfg.seed is not None else cfg.seed) + worker
         study = optuna.load_study(study_name=study_name, storage=storage,
-                                  sampler=make_sampler(tcfg, spec, seed, where),
+                                  sampler=make_sampler(tcfg, spec, seed, where, worker),
                                   pruner=make_pruner(tcfg, cfg.train.epochs))
         folder = StageFolder(root / "stages" / spec.name if spec.name else root)
-        stage = Stage(study, spec, tcfg, base, folder, root, metric, direction, where, storage_url=url)
+        stage = Stage(study, spec, tcfg, base, folder, root, metric, direction, where, storage_url=display_url(url),
+                      deadline=_deadline(started, tcfg.timeout, spec.timeout))
         if spec.name:
             log.info(f"stage {i + 1}/{len(specs)} '{spec.name}': {', '.join(spec.space)}"
                      + (f" (fixed: {', '.join(best_params)})" if best_params else ""))
         run_stage(stage)
         stages.append(stage)
         if i + 1 < len(specs):
-            wait_until_settled(stage)
-            if tally(study.get_trials(deepcopy=False))["WAITING"]:
-                run_stage(stage)  # trials of dead workers, queued again
-                wait_until_settled(stage)
-            write_outputs(stage, figures=True)
+            if tcfg.timeout is not None and time.monotonic() - started > tcfg.timeout:
+                log.info("tune.timeout: this worker's time is up; the later stages are left to other workers")
+                break
+            while wait_until_settled(stage)["WAITING"]:  # trials of dead workers, queued again: run them
+                if stage.deadline is not None and time.monotonic() > stage.deadline:
+                    break
+                run_stage(stage)
+            write_figures_and_report(stage)
             found = best_values(stage)
             if found is None:
                 raise ConfigError(f"tune.stages.{spec.name}: no trial completed, so the next stage has no best "
@@ -177,6 +199,28 @@ def tune(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> TuneResult
     if len(stages) > 1 or specs[0].name:
         write_root_outputs(root, stages)
     return _result(root, stages, metric, direction, best_params)
+
+
+def _deadline(started: float, timeout: float | None, stage_timeout: float | None) -> float | None:
+    """When this worker starts no new trial of a stage: ``tune.timeout`` after it started, or the stage's
+    own ``timeout`` after the stage started, whichever comes first."""
+    ends = [t for t in (started + timeout if timeout is not None else None,
+                        time.monotonic() + stage_timeout if stage_timeout is not None else None) if t is not None]
+    return min(ends) if ends else None
+
+
+def _storage(url: str, attempts: int = 5) -> Any:
+    """The storage, retried a few times: workers on other machines may be creating a database's tables."""
+    from deepscope.tuning.storage import open_storage
+
+    for attempt in range(attempts):
+        try:
+            return open_storage(url)
+        except ConfigError as exc:
+            if attempt + 1 == attempts or not any(k in str(exc) for k in ("IntegrityError", "OperationalError")):
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _result(root: Path, stages: list[Any], metric: str, direction: str, earlier: dict[str, Any]) -> TuneResult:

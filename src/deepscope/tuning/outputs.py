@@ -63,14 +63,22 @@ def best_values(stage: Any) -> dict[str, Any] | None:
 
 
 def best_config(stage: Any) -> str | None:
-    """``best_config.yaml``: the base config with the best trial's values, ready for ``deepscope train``."""
+    """``best_config.yaml``: the config the best trial trained (its run's ``config.yaml``), renamed
+    ``<name>-best`` and back in the base config's ``log.dir``: ready for ``deepscope train``."""
+    import yaml
+
     from deepscope.tuning.space import apply_values
 
-    best, values = _best(stage), best_values(stage)
+    best = _best(stage)
     if best is None:
         return None
-    raw = apply_values(stage.base, values)
-    raw["name"] = f"{raw.get('name', 'run')}-best"
+    trained = stage.folder.trials / best.user_attrs.get("run", "") / "config.yaml"
+    try:
+        raw = yaml.safe_load(trained.read_text())
+    except (OSError, yaml.YAMLError):  # the run folder was moved away: the base config with the values
+        raw = apply_values(stage.base, best_values(stage))
+    raw["name"] = f"{stage.base.get('name', 'run')}-best"
+    raw.setdefault("log", {})["dir"] = stage.base.get("log", {}).get("dir", "runs")
     when = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     head = (f"# the best trial of study '{stage.study.study_name}': trial {best.number}, {stage.metric} "
             f"{best.value:.6g}\n# written {when}; train it with: deepscope train <this file>\n")
@@ -132,19 +140,21 @@ def write_figures(stage: Any) -> list[Path]:
     return written
 
 
-def write_outputs(stage: Any, figures: bool = True) -> None:
-    """Rewrite the stage folder's files from the storage (figures and the report only when asked)."""
+def write_outputs(stage: Any) -> None:
+    """Rewrite the stage folder's tables from the storage: ``trials.csv``, ``study.json``, ``best_config.yaml``."""
     folder = stage.folder
     folder.path.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder.csv, trials_table(stage))
-    prefix = ""
-    atomic_write_text(folder.summary, json.dumps(study_summary(stage, prefix), indent=2, default=str))
+    atomic_write_text(folder.summary, json.dumps(study_summary(stage), indent=2, default=str))
     text = best_config(stage)
     if text is not None:
         atomic_write_text(folder.best_config, text)
-    if figures:
-        write_figures(stage)
-        _report(folder.path)
+
+
+def write_figures_and_report(stage: Any) -> None:
+    """The study's figures and ``report.html`` (a second or so: written when a worker finishes a stage)."""
+    write_figures(stage)
+    _report(stage.folder.path)
 
 
 def write_root_outputs(root: Path, stages: list[Any]) -> None:

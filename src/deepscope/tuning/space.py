@@ -28,9 +28,12 @@ def choice_label(value: Any) -> Any:
 
 
 def lookup(raw: dict[str, Any], path: str) -> Any:
-    """The value at a dotted path of a raw config dict, or a private missing marker."""
+    """The value at a dotted path of a raw config dict, or a private missing marker. A component in its
+    short form (``optimizer: adam``) reads as ``{class_name: adam, config: {}}``."""
     node: Any = raw
     for part in path.split("."):
+        if isinstance(node, str) and part in ("class_name", "config"):
+            node = {"class_name": node, "config": {}}
         if not isinstance(node, dict) or part not in node:
             return _MISSING
         node = node[part]
@@ -129,10 +132,13 @@ def check_space(base: dict[str, Any], space: dict[str, SpaceEntry], where: str) 
     order = list(space)
     for i, (path, entry) in enumerate(space.items()):
         for key in entry.when or {}:
-            if key in space and order.index(key) > i:
-                problems.append(f"{where}.{path}.when: '{key}' is searched after '{path}'; list it before")
             if key == path:
                 problems.append(f"{where}.{path}.when: an entry cannot depend on itself")
+            elif key in space and order.index(key) > i:
+                problems.append(f"{where}.{path}.when: '{key}' is searched after '{path}'; list it before")
+            elif key not in space and lookup(base, key) is _MISSING:
+                problems.append(f"{where}.{path}.when: '{key}' is neither an earlier entry of the space nor a key "
+                                "of the config, so the condition could never hold")
         if entry.choice is not None:
             labels = [json.dumps(choice_label(v)) for v in entry.choice]
             if len(set(labels)) != len(labels):

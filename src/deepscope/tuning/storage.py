@@ -8,12 +8,24 @@ from typing import Any
 from deepscope.config.tune import TuneConfig, TuneStage
 from deepscope.errors import ConfigError
 
-__all__ = ["make_pruner", "make_sampler", "open_storage", "storage_file", "storage_url"]
+__all__ = ["display_url", "make_pruner", "make_sampler", "open_storage", "storage_file", "storage_url"]
 
 
 def storage_url(tune: TuneConfig, folder: Path) -> str:
     """``tune.storage``, or a SQLite file in the study folder."""
     return tune.storage or f"sqlite:///{folder / 'study.db'}"
+
+
+def display_url(url: str) -> str:
+    """The URL as logged and written to ``study.json`` and reports: a database password masked."""
+    if storage_file(url) is not None:
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL sqlalchemy can read: the storage will say so
+        return url
 
 
 def storage_file(url: str) -> Path | None:
@@ -57,18 +69,24 @@ def open_storage(url: str) -> Any:
                           f"(pip install {exc.name})") from None
     except Exception as exc:  # sqlalchemy's errors: bad URL, server down, not a database file
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"tune.storage: cannot open {url} ({type(exc).__name__}: {first})") from None
+        raise ConfigError(f"tune.storage: cannot open {display_url(url)} ({type(exc).__name__}: {first})") from None
 
 
-def make_sampler(tune: TuneConfig, stage: TuneStage, seed: int, where: str) -> Any:
-    """The sampler ``tune.sampler`` names, seeded."""
+def make_sampler(tune: TuneConfig, stage: TuneStage, seed: int, where: str, worker: int = 0) -> Any:
+    """The sampler ``tune.sampler`` names, seeded with ``seed + worker``: the k-th worker of a study draws
+    its own sequence (but the grid, which every worker must shuffle alike)."""
     import optuna
 
     from deepscope.tuning.space import grid_space
 
     name = tune.sampler
+    if name == "grid":
+        # its points are stored as indices into its shuffled list: every worker shuffles with the same seed
+        return _grid_sampler()(grid_space(stage.space, where), seed=seed)
+    seed = seed + worker
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
+        # constant liar: running trials count as bad guesses, so parallel workers spread out
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "gp":
@@ -78,9 +96,7 @@ def make_sampler(tune: TuneConfig, stage: TuneStage, seed: int, where: str) -> A
         if choices:
             raise ConfigError(f"tune.sampler cmaes: searches float and int ranges only; {where}."
                               f"{choices[0]} is a choice (use tpe, or a range)")
-        return optuna.samplers.CmaEsSampler(seed=seed)
-    grid = grid_space(stage.space, where)
-    return _grid_sampler()(grid, seed=seed)
+    return optuna.samplers.CmaEsSampler(seed=seed)
 
 
 def _grid_sampler() -> type:
