@@ -17,6 +17,7 @@ place; an existing output is never replaced.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import importlib
 import json
@@ -367,7 +368,8 @@ def _write_atomically(dest: Path, write: Callable[[Path], None]) -> Path:
     except OSError as exc:
         raise DataError(f"--output '{dest}' cannot be written ({exc})") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # e.g. its folder could not be made
+            tmp.unlink(missing_ok=True)
     return dest
 
 

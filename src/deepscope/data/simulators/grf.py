@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from deepscope.data.simulators.settings import advice as settings_advice
-from deepscope.data.simulators.settings import differences, read_settings
+from deepscope.data.simulators.settings import differences, read_settings, written_atomically
 from deepscope.errors import DataError
 
 __all__ = ["DEFAULT_CLASSES", "SETTINGS_ATTR", "GRFOptions", "check_grf_file", "ensure_grf_file", "fit_slope",
@@ -224,25 +223,17 @@ def write_grf_file(path: str | Path, opts: GRFOptions, n_seeds: int, key: str = 
         raise ValueError(f"n_seeds: found {n_seeds}; expected at least 1")
     n = opts.size
     filters = _filters(opts)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     start = last = time.monotonic()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with h5py.File(tmp, "w") as f:
-            f.attrs[SETTINGS_ATTR] = _settings_json(opts, n_seeds)
-            for seed in range(n_seeds):
-                cubes = _simulate(seed, opts, filters)
-                for pattern, label in opts.classes.items():
-                    f.create_dataset(pattern.format(seed=seed), data=cubes[label], chunks=(1, n, n))
-                now = time.monotonic()
-                if now - last > _PROGRESS_S:
-                    log.info(f"simulating '{path.name}': {seed + 1}/{n_seeds} seeds ({now - start:.0f} s)")
-                    last = now
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise DataError(f"{key}: cannot write '{path}' ({exc})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    with written_atomically(path, key) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs[SETTINGS_ATTR] = _settings_json(opts, n_seeds)
+        for seed in range(n_seeds):
+            cubes = _simulate(seed, opts, filters)
+            for pattern, label in opts.classes.items():
+                f.create_dataset(pattern.format(seed=seed), data=cubes[label], chunks=(1, n, n))
+            now = time.monotonic()
+            if now - last > _PROGRESS_S:
+                log.info(f"simulating '{path.name}': {seed + 1}/{n_seeds} seeds ({now - start:.0f} s)")
+                last = now
     log.info(f"wrote {n_seeds} seeds x {len(opts.classes)} classes of {n}³ Gaussian-random-field cubes to '{path}' "
              f"({time.monotonic() - start:.1f} s)")
     return path

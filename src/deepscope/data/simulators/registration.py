@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -39,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from deepscope.data.simulators.settings import advice, differences, read_settings
+from deepscope.data.simulators.settings import advice, differences, read_settings, written_atomically
 from deepscope.errors import DataError
 
 __all__ = ["INVERSE_TOLERANCE", "SETTINGS_ATTR", "RegistrationOptions", "affine_field", "check_registration_demo",
@@ -330,10 +329,6 @@ def simulate_pairs(opts: RegistrationOptions, volume: np.ndarray) -> dict[str, n
 # --- the files --------------------------------------------------------------------------------------
 
 
-def _atomic_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
 def write_registration_hdf5(path: str | Path, img: np.ndarray, deltas_xy: np.ndarray,
                             inv_deltas_xy: np.ndarray | None, p: np.ndarray, image_id: np.ndarray,
                             dataset_id: np.ndarray, attrs: Mapping[str, Any] | None = None,
@@ -373,37 +368,22 @@ def write_registration_hdf5(path: str | Path, img: np.ndarray, deltas_xy: np.nda
     for name, value in ids.items():
         if np.shape(value) != (n,):
             raise ValueError(f"{name}: found shape {np.shape(value)}; expected ({n},)")
-    tmp = _atomic_path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with h5py.File(tmp, "w") as f:
-            chunk = (1, *img.shape[1:])
-            f.create_dataset("img", data=img, chunks=chunk if n else None)
-            for name, value in fields.items():
-                if value is not None:
-                    f.create_dataset(name, data=np.asarray(value, np.float16), chunks=(*chunk, 2) if n else None)
-            for name, value in ids.items():
-                f.create_dataset(name, data=np.rint(np.asarray(value, np.float64)).astype(np.int64))
-            for k, v in (attrs or {}).items():
-                f.attrs[k] = v
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise DataError(f"{key}: cannot write '{path}' ({exc})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    with written_atomically(path, key) as tmp, h5py.File(tmp, "w") as f:
+        chunk = (1, *img.shape[1:])
+        f.create_dataset("img", data=img, chunks=chunk if n else None)
+        for name, value in fields.items():
+            if value is not None:
+                f.create_dataset(name, data=np.asarray(value, np.float16), chunks=(*chunk, 2) if n else None)
+        for name, value in ids.items():
+            f.create_dataset(name, data=np.rint(np.asarray(value, np.float64)).astype(np.int64))
+        for k, v in (attrs or {}).items():
+            f.attrs[k] = v
     return path
 
 
 def _save_npy(path: Path, array: np.ndarray, key: str) -> None:
-    tmp = _atomic_path(path)
-    try:
-        with open(tmp, "wb") as fh:
-            np.save(fh, array)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise DataError(f"{key}: cannot write '{path}' ({exc})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    with written_atomically(path, key) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array)
 
 
 @contextmanager

@@ -1,15 +1,40 @@
-"""The settings a simulator stores in the HDF5 file it writes, read back to tell whether an existing file
-holds what the current settings would simulate (a file of other settings is refused, never rewritten)."""
+"""What the simulators share: the settings they store in the files they write, read back to tell whether an
+existing file holds what the current settings would simulate (a file of other settings is refused, never
+rewritten), and the atomic write of those files."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from deepscope.errors import DataError
 
-__all__ = ["advice", "differences", "read_settings"]
+__all__ = ["advice", "differences", "read_settings", "written_atomically"]
+
+
+@contextmanager
+def written_atomically(path: Path, key: str) -> Iterator[Path]:
+    """A temporary file beside ``path`` to write in the block; it replaces ``path`` when the block ends, so a
+    reader never sees a half-written file.
+
+    Raises:
+        DataError: the file cannot be written (names ``key``, the setting that gave ``path``).
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise DataError(f"{key}: cannot write '{path}' ({exc})") from None
+    finally:
+        with contextlib.suppress(OSError):  # e.g. its folder could not be made
+            tmp.unlink(missing_ok=True)
 
 
 def advice(key: str) -> str:

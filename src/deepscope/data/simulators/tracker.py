@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -49,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from deepscope.data.simulators.settings import written_atomically
 from deepscope.errors import DataError, did_you_mean
 
 __all__ = ["FIELDS", "SETTINGS_KEY", "TrackerOptions", "check_tracker_file", "ensure_tracker_file",
@@ -268,18 +268,10 @@ def write_root(path: str | Path, events: Any, tree: str = "hit_tree", settings: 
     import uproot
 
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with uproot.recreate(tmp) as f:
-            f[tree] = {name: events[name] for name in FIELDS}
-            if settings is not None:
-                f[SETTINGS_KEY] = json.dumps(settings, sort_keys=True)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise DataError(f"{key}: cannot write '{path}' ({exc})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    with written_atomically(path, key) as tmp, uproot.recreate(tmp) as f:
+        f[tree] = {name: events[name] for name in FIELDS}
+        if settings is not None:
+            f[SETTINGS_KEY] = json.dumps(settings, sort_keys=True)
     return path
 
 
